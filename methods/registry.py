@@ -1,0 +1,72 @@
+"""The method registry: ``@register_method("name")``, ``list_methods``, ``create_method``.
+
+Third-party packages add methods through the ``bench.methods`` entry-point group: each entry
+point names a module (or callable) whose import registers its methods.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import TypeVar
+
+from bench.errors import BenchError
+
+T = TypeVar("T", bound=type)
+
+_METHODS: dict[str, type] = {}
+_plugins_loaded = False
+
+
+def register_method(name: str) -> Callable[[T], T]:
+    """Class decorator that registers an embedding method under ``name``.
+
+    Raises:
+        ValueError: if ``name`` is already registered to another class.
+    """
+
+    def decorate(cls: T) -> T:
+        if name in _METHODS and _METHODS[name] is not cls:
+            raise ValueError(f"method {name!r} is already registered ({_METHODS[name].__qualname__})")
+        _METHODS[name] = cls
+        cls.name = name  # type: ignore[attr-defined]
+        return cls
+
+    return decorate
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    import methods  # noqa: F401  (registers the built-in methods)
+
+    for ep in entry_points(group="bench.methods"):
+        loaded = ep.load()
+        if callable(loaded) and not isinstance(loaded, type):
+            loaded()
+
+
+def list_methods(pattern: str = "*") -> list[str]:
+    """Registered method names matching a shell-style ``pattern``, sorted."""
+    _load_plugins()
+    return sorted(n for n in _METHODS if fnmatch.fnmatchcase(n, pattern))
+
+
+def get_method_class(name: str) -> type:
+    """The class registered as ``name``; an unknown name is a BenchError listing the known ones."""
+    _load_plugins()
+    if name not in _METHODS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_METHODS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise BenchError(f"unknown method {name!r}{hint}; known methods: {', '.join(sorted(_METHODS))}")
+    return _METHODS[name]
+
+
+def create_method(name: str, **params):
+    """Construct the method registered as ``name`` with keyword hyperparameters."""
+    return get_method_class(name)(**params)
