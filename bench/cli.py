@@ -1,0 +1,301 @@
+"""``python -m bench``: run grids, list plug-ins, rebuild reports, describe datasets."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich_argparse import RichHelpFormatter
+
+from bench.budget import Budget
+from bench.config import GridConfig, load_grid_toml
+from bench.errors import BenchError
+from bench.executors import EXECUTORS, ExecutorOptions
+from bench.schemes import DEFAULT_SCHEMES
+
+#: ``--quick``: a CI-sized preset (the whole ``--all`` grid in under a minute on 2 cores).
+QUICK_BUDGET = Budget(steps=60, batch_images=96)
+QUICK_DATASET_OPTIONS = {"inspection": {"n_per_defect": 30}}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Fair benchmarks of embedding methods for automated visual inspection.",
+        formatter_class=RichHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a grid of methods x schemes x seeds", formatter_class=RichHelpFormatter)
+    run.add_argument("--all", action="store_true", help="every method with the default schemes: " + ", ".join(DEFAULT_SCHEMES))
+    run.add_argument("--dataset", help="dataset name or hf:<name-or-path> (default: inspection)")
+    run.add_argument("--data-dir", help="where a file-based dataset lives (fashion-mnist)")
+    run.add_argument("--good", help="label code of the good class (default: 0, else the first class)")
+    run.add_argument("--good-per-defect", type=float, help="reshape the data to this good:defect image ratio")
+    run.add_argument("--method", action="append", help="method to run (repeatable)")
+    run.add_argument("--scheme", action="append", help="balance scheme (repeatable; good-xK for any K)")
+    run.add_argument("--seeds", type=int, help="run seeds 0..N-1 (default 3)")
+    run.add_argument("--seed", type=int, action="append", help="run this seed (repeatable)")
+    run.add_argument("--trunk", help="shared trunk: mlp or cnn (default mlp)")
+    run.add_argument("--steps", type=int, help=f"optimizer steps (default {Budget.steps})")
+    run.add_argument("--batch-images", type=int, help=f"nominal images per step (default {Budget.batch_images})")
+    run.add_argument("--lr", type=float, help=f"Adam learning rate (default {Budget.lr})")
+    run.add_argument("--headline-rule", help="prediction rule for the headline metrics (default knn5)")
+    run.add_argument("--cost-escape", type=float, help="cost of one escape (default 10)")
+    run.add_argument("--cost-overkill", type=float, help="cost of one overkill (default 1)")
+    run.add_argument("--good-share", type=float, help="share of good parts in production, for the cost")
+    run.add_argument("--quick", action="store_true", help="CI-sized preset: tiny budget, one seed, small data")
+    run.add_argument("--out", help="run directory (default results/<dataset>-<timestamp>)")
+    run.add_argument("--resume", action="store_true", help="continue RUN_DIR, skipping finished cells")
+    run.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    run.add_argument("--threads", type=int, help="torch threads per cell (default: all cores)")
+    run.add_argument("--executor", choices=EXECUTORS, default="local", help="where cells run (default local)")
+    run.add_argument("--jobs", type=int, default=2, help="workers for --executor process (default 2)")
+    run.add_argument("--address", help="Dask scheduler, tcp://HOST:8786 (default: a local cluster)")
+    run.add_argument("--config", help="TOML grid file; flags override it")
+
+    lst = sub.add_parser("list", help="list methods, schemes, datasets and trunks", formatter_class=RichHelpFormatter)
+    lst.add_argument("kind", nargs="?", choices=("methods", "schemes", "datasets", "trunks"), help="only this kind")
+
+    rep = sub.add_parser("report", help="rebuild RUN_DIR/report.md from its records", formatter_class=RichHelpFormatter)
+    rep.add_argument("run_dir")
+
+    sub.add_parser("datasets", help="describe the built-in datasets", formatter_class=RichHelpFormatter)
+    return parser
+
+
+def _grid_from_args(args: argparse.Namespace) -> GridConfig:
+    from methods import get_method_class, list_methods
+    from methods.trunks import list_trunks
+
+    from bench.schemes import check_scheme
+
+    kw: dict[str, Any] = load_grid_toml(Path(args.config)) if args.config else {}
+    if args.all:
+        kw["methods"] = tuple(list_methods())
+        kw.setdefault("schemes", DEFAULT_SCHEMES)
+    if args.method:
+        kw["methods"] = tuple(dict.fromkeys(args.method))
+    if args.scheme:
+        kw["schemes"] = tuple(dict.fromkeys(args.scheme))
+    if not kw.get("methods"):
+        raise BenchError("nothing to run: pass --all, or --method NAME (see: python -m bench list methods)")
+    kw.setdefault("schemes", DEFAULT_SCHEMES)
+    if args.seed:
+        kw["seeds"] = tuple(dict.fromkeys(args.seed))
+    elif args.seeds is not None:
+        if args.seeds < 1:
+            raise BenchError(f"--seeds must be at least 1 (got {args.seeds})")
+        kw["seeds"] = tuple(range(args.seeds))
+    elif "seeds" not in kw:
+        kw["seeds"] = (0,) if args.quick else (0, 1, 2)
+    for flag, key in (("dataset", "dataset"), ("trunk", "trunk"), ("headline_rule", "headline_rule"),
+                      ("cost_escape", "cost_escape"), ("cost_overkill", "cost_overkill"), ("good_share", "good_share")):
+        if getattr(args, flag) is not None:
+            kw[key] = getattr(args, flag)
+    dataset = kw.get("dataset", "inspection")
+    options = dict(kw.get("dataset_options", {}))
+    if args.quick:
+        options = {**QUICK_DATASET_OPTIONS.get(dataset, {}), **options}
+    for flag, key in (("data_dir", "data_dir"), ("good", "good"), ("good_per_defect", "good_per_defect")):
+        if getattr(args, flag) is not None:
+            options[key] = getattr(args, flag)
+    kw["dataset_options"] = options
+    budget = kw.get("budget", QUICK_BUDGET if args.quick else Budget())
+    changes = {"steps": args.steps, "batch_images": args.batch_images, "lr": args.lr}
+    budget = replace(budget, **{k: v for k, v in changes.items() if v is not None})
+    if budget.steps < 1 or budget.batch_images < 6 or budget.lr <= 0:
+        raise BenchError("the budget needs --steps >= 1, --batch-images >= 6 and --lr > 0")
+    kw["budget"] = budget
+    for name in kw["methods"]:
+        get_method_class(name)
+    for name in kw["schemes"]:
+        check_scheme(name)
+    trunk = kw.get("trunk", "mlp")
+    if trunk not in list_trunks():
+        import difflib
+
+        close = difflib.get_close_matches(trunk, list_trunks(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise BenchError(f"unknown trunk {trunk!r}{hint}; known trunks: {', '.join(list_trunks())}")
+    from bench.evaluate import RULES
+
+    rule = kw.get("headline_rule", "knn5")
+    if rule not in RULES:
+        raise BenchError(f"unknown headline rule {rule!r}; known rules: {', '.join(RULES)}")
+    return GridConfig(**kw)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise BenchError(f"unknown device {device!r}; use cpu or cuda")
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    from bench.grid import run_grid
+    from bench.report import write_report
+    from bench.store import RESULTS_FILE
+
+    grid = _grid_from_args(args)
+    _check_device(args.device)
+    if args.threads is not None and args.threads < 1:
+        raise BenchError(f"--threads must be at least 1 (got {args.threads})")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(args.out or f"results/{grid.dataset.replace(':', '_').replace('/', '_')}-{stamp}")
+    if (run_dir / RESULTS_FILE).exists() and not args.resume:
+        raise BenchError(f"{run_dir} already holds results; pass --resume to continue it, or choose another --out")
+    options = ExecutorOptions(
+        kind=args.executor, device=args.device, threads=args.threads, jobs=args.jobs, address=args.address
+    )
+    # SIGTERM ends the run like Ctrl-C: the cell in flight is abandoned, finished ones are kept.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        outcome = run_grid(grid, run_dir, options, resume=args.resume)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished cells are in {run_dir}; continue with --resume --out {run_dir}")
+        _write_report_if_any(run_dir, console)
+        return 130
+    report = write_report(run_dir)
+    _print_summary(run_dir, console)
+    if outcome.skipped:
+        console.print(f"skipped {outcome.skipped} finished cell(s) (--resume)")
+    console.print(f"records: {run_dir / RESULTS_FILE}\nreport:  {report}")
+    if outcome.failed:
+        console.print(f"[red]{len(outcome.failed)} cell(s) failed[/red]; see the report's failed-cells section")
+        return 1
+    return 0
+
+
+def _write_report_if_any(run_dir: Path, console: Console) -> None:
+    from bench.report import write_report
+    from bench.store import read_records
+
+    if read_records(run_dir):
+        console.print(f"report:  {write_report(run_dir)}")
+
+
+def _print_summary(run_dir: Path, console: Console) -> None:
+    """Method x scheme table of headline accuracy and escape rate (mean over seeds)."""
+    import pandas as pd
+
+    from bench.store import latest_by_hash, read_records
+
+    rows = [
+        {
+            "method": r["config"]["method"],
+            "scheme": r["config"]["scheme"],
+            "accuracy": r["metrics"].get("accuracy"),
+            "escape": r["metrics"].get("escape_rate"),
+        }
+        for r in latest_by_hash(read_records(run_dir)).values()
+        if r["status"] == "ok"
+    ]
+    if not rows:
+        return
+    frame = pd.DataFrame(rows).groupby(["method", "scheme"], sort=True).agg(["mean", "count"])
+    table = Table(title="headline (mean over seeds)")
+    for col in ("method", "scheme", "seeds", "accuracy", "escape rate"):
+        table.add_column(col, justify="left" if col in ("method", "scheme") else "right")
+    for (method, scheme), row in frame.iterrows():
+        esc = row[("escape", "mean")]
+        table.add_row(
+            method, scheme, str(int(row[("accuracy", "count")])), f"{row[('accuracy', 'mean')]:.3f}",
+            "n/a" if pd.isna(esc) else f"{esc:.3f}",
+        )
+    console.print(table)
+
+
+def _list(args: argparse.Namespace, console: Console) -> int:
+    from methods import get_method_class, list_methods
+    from methods.trunks import list_trunks
+
+    from bench.datasets import list_datasets
+    from bench.schemes import list_schemes
+
+    kinds = {
+        "methods": [(m, (get_method_class(m).__doc__ or "").strip().splitlines()[0]) for m in list_methods()],
+        "schemes": [(s, "") for s in list_schemes()],
+        "datasets": [(d, "") for d in list_datasets()] + [("hf:<name-or-path>", "any Hugging Face datasets source")],
+        "trunks": [(t, "") for t in list_trunks()],
+    }
+    for kind, items in kinds.items():
+        if args.kind and kind != args.kind:
+            continue
+        table = Table(title=kind, show_header=False)
+        table.add_column("name")
+        table.add_column("about")
+        for name, about in items:
+            table.add_row(name, about)
+        console.print(table)
+    return 0
+
+
+def _datasets(console: Console) -> int:
+    from bench.datasets import describe_datasets
+
+    rows = describe_datasets()
+    table = Table(title="datasets")
+    for col in ("name", "image size", "classes", "train", "val", "test", "balance", "source"):
+        table.add_column(col)
+    for r in rows:
+        counts = r.get("counts") or {}
+        table.add_row(
+            r["name"], str(r.get("image_size", "")), str(r.get("classes", "")),
+            *(str(counts.get(s, "")) for s in ("train", "val", "test")),
+            str(r.get("balance", "")), str(r.get("source", "")),
+        )
+    console.print(table)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 failed cells, 2 bad input, 130 interrupted)."""
+    args = _parser().parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "run":
+            return _run(args, console)
+        if args.command == "list":
+            return _list(args, console)
+        if args.command == "report":
+            return _report(Path(args.run_dir), console)
+        if args.command == "datasets":
+            return _datasets(console)
+    except BenchError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+def _report(run_dir: Path, console: Console) -> int:
+    from bench.report import write_report
+    from bench.store import RESULTS_FILE, read_records
+
+    if not (run_dir / RESULTS_FILE).exists():
+        raise BenchError(f"{run_dir} holds no {RESULTS_FILE}; pass the directory a run wrote (--out)")
+    if not read_records(run_dir):
+        raise BenchError(f"{run_dir / RESULTS_FILE} holds no readable records")
+    console.print(f"report: {write_report(run_dir)}")
+    return 0

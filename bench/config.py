@@ -1,0 +1,179 @@
+"""Cell and grid configurations: frozen, hashable, and stable across runs and machines."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from bench.budget import Budget
+from bench.errors import BenchError
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """One grid cell: everything that determines its result.
+
+    Two cells with the same fields have the same ``hash`` on every machine, which is what makes
+    ``--resume`` skip finished work. Device and thread count are *not* part of the cell: they
+    change speed, not what is computed.
+    """
+
+    dataset: str
+    method: str
+    scheme: str
+    seed: int
+    trunk: str = "mlp"
+    budget: Budget = field(default_factory=Budget)
+    params: tuple[tuple[str, Any], ...] = ()
+    dataset_options: tuple[tuple[str, Any], ...] = ()
+    scheme_options: tuple[tuple[str, Any], ...] = ()
+    headline_rule: str = "knn5"
+    cost_escape: float = 10.0
+    cost_overkill: float = 1.0
+    good_share: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("params", "dataset_options", "scheme_options"):
+            out[key] = dict(getattr(self, key))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CellConfig:
+        data = dict(data)
+        data["budget"] = Budget(**data.get("budget", {}))
+        for key in ("params", "dataset_options", "scheme_options"):
+            data[key] = _frozen_items(data.get(key) or {})
+        return cls(**data)
+
+    @property
+    def hash(self) -> str:
+        """16 hex digits of SHA-256 over the canonical JSON of the config."""
+        return hashlib.sha256(_canonical(self.to_dict()).encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} / {self.scheme} / seed {self.seed}"
+
+
+def _frozen_items(mapping: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((str(k), v) for k, v in mapping.items()))
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """A whole run: the product methods x schemes x seeds on one dataset, trunk and budget."""
+
+    dataset: str = "inspection"
+    methods: tuple[str, ...] = ()
+    schemes: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    trunk: str = "mlp"
+    budget: Budget = field(default_factory=Budget)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    scheme_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    headline_rule: str = "knn5"
+    cost_escape: float = 10.0
+    cost_overkill: float = 1.0
+    good_share: float | None = None
+
+    def cells(self) -> list[CellConfig]:
+        """Cells in run order: seed-major, so a partial run already holds whole seeds."""
+        return [
+            CellConfig(
+                dataset=self.dataset,
+                method=m,
+                scheme=s,
+                seed=seed,
+                trunk=self.trunk,
+                budget=self.budget,
+                params=_frozen_items(self.method_params.get(m, {})),
+                dataset_options=_frozen_items(self.dataset_options),
+                scheme_options=_frozen_items(self.scheme_options.get(s, {})),
+                headline_rule=self.headline_rule,
+                cost_escape=self.cost_escape,
+                cost_overkill=self.cost_overkill,
+                good_share=self.good_share,
+            )
+            for seed in self.seeds
+            for m in self.methods
+            for s in self.schemes
+        ]
+
+    def to_toml(self) -> str:
+        """The resolved grid as TOML (read back by ``load_grid_toml``)."""
+        lines = [
+            f"dataset = {_toml(self.dataset)}",
+            f"methods = {_toml(list(self.methods))}",
+            f"schemes = {_toml(list(self.schemes))}",
+            f"seeds = {_toml(list(self.seeds))}",
+            f"trunk = {_toml(self.trunk)}",
+            f"headline_rule = {_toml(self.headline_rule)}",
+            f"cost_escape = {_toml(self.cost_escape)}",
+            f"cost_overkill = {_toml(self.cost_overkill)}",
+        ]
+        if self.good_share is not None:
+            lines.append(f"good_share = {_toml(self.good_share)}")
+        lines += ["", "[budget]"] + [f"{k} = {_toml(v)}" for k, v in self.budget.to_dict().items()]
+        for title, table in (("dataset_options", self.dataset_options),):
+            if table:
+                lines += ["", f"[{title}]"] + [f"{k} = {_toml(v)}" for k, v in sorted(table.items())]
+        for title, nested in (("scheme_options", self.scheme_options), ("method_params", self.method_params)):
+            for name, table in sorted(nested.items()):
+                if table:
+                    lines += ["", f'[{title}."{name}"]'] + [f"{k} = {_toml(v)}" for k, v in sorted(table.items())]
+        return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    # json's literals are valid TOML for the str / int / float / bool / list values a grid holds.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+GRID_KEYS = {f.name for f in fields(GridConfig)}
+
+
+def load_grid_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML grid file into GridConfig keyword arguments.
+
+    Raises:
+        BenchError: missing or unreadable file, invalid TOML, or unknown keys.
+    """
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BenchError(f"config file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchError(f"config file {str(path)!r} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    unknown = sorted(set(raw) - GRID_KEYS)
+    if unknown:
+        raise BenchError(f"config file {str(path)!r} has unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(GRID_KEYS))}")
+    out: dict[str, Any] = dict(raw)
+    if "budget" in out:
+        budget_keys = {f.name for f in fields(Budget)}
+        bad = sorted(set(out["budget"]) - budget_keys)
+        if bad:
+            raise BenchError(f"config file {str(path)!r} has unknown budget key(s) {', '.join(bad)}; valid: {', '.join(sorted(budget_keys))}")
+        out["budget"] = Budget(**out["budget"])
+    for key in ("methods", "schemes", "seeds"):
+        if key in out:
+            out[key] = tuple(out[key])
+    return out
+
+
+def with_budget(budget: Budget, **changes: Any) -> Budget:
+    """``budget`` with the non-None ``changes`` applied."""
+    return replace(budget, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,150 @@
+"""The shared runner: one cell = dataset -> split -> plan -> method.fit -> evaluate -> record.
+
+``run_cell`` is a pure function of its CellConfig (plus where and how fast to run it), so any
+executor can run it: in this process, in a process pool, or on a Dask worker. Only the driver
+(``bench.grid``) writes records.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.config import CellConfig
+from bench.datasets import ImageSet, Splits, load_dataset, split_dataset
+from bench.environment import environment, peak_rss_mb
+from bench.errors import BenchError
+from bench.schemes import make_plan
+from bench.store import SCHEMA_VERSION
+
+StepCallback = Callable[[int, int], None]
+
+# Options the runner applies after loading (any dataset), not passed to the source's loader.
+RESHAPE_OPTIONS = ("good_per_defect", "good")
+
+_DATASETS: dict[tuple, ImageSet] = {}
+_SPLITS: dict[tuple, Splits] = {}
+
+
+def prepare_data(dataset: str, options: dict[str, Any], seed: int) -> Splits:
+    """The split for ``seed`` of ``dataset`` (loaded once per process and cached)."""
+    key = (dataset, tuple(sorted(options.items())))
+    if key not in _DATASETS:
+        loader_options = {k: v for k, v in options.items() if k not in RESHAPE_OPTIONS}
+        data = load_dataset(dataset, **loader_options)
+        if options.get("good_per_defect") is not None:
+            from bench.datasets.split import reshape_imbalance
+
+            data = reshape_imbalance(data, float(options["good_per_defect"]), good=options.get("good"))
+        _DATASETS[key] = data
+    split_key = (key, seed)
+    if split_key not in _SPLITS:
+        _SPLITS[split_key] = split_dataset(_DATASETS[key], seed=seed)
+    return _SPLITS[split_key]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch for one cell; deterministic kernels where torch has them."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _finite(value: Any) -> Any:
+    # JSON has no NaN: an undefined metric is recorded as null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_cell(
+    cell: CellConfig, device: str = "cpu", threads: int | None = None, on_step: StepCallback | None = None
+) -> dict[str, Any]:
+    """Run one cell and return its record (``status`` ``ok`` or ``failed``; never raises for a
+    failure inside the cell, except KeyboardInterrupt)."""
+    from bench.evaluate import evaluate
+    from methods import create_method
+
+    if threads:
+        torch.set_num_threads(threads)
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "hash": cell.hash,
+        "config": cell.to_dict(),
+        "status": "failed",
+        "error": None,
+        "started_at": _now(),
+    }
+    try:
+        splits = prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed)
+        train = splits.train
+        record["dataset"] = {
+            "name": train.name,
+            "classes": list(train.classes),
+            "good": train.classes[train.good_index] if train.good_index is not None else None,
+            "image_shape": list(train.image_shape),
+            "counts": splits.counts_by_code(),
+            "source": train.source,
+        }
+        plan = make_plan(
+            cell.scheme, train.class_counts(), train.classes, train.good_index, **dict(cell.scheme_options)
+        )
+        record["plan"] = plan.to_dict()
+        seed_everything(cell.seed)
+        method = create_method(cell.method, trunk=cell.trunk, **dict(cell.params))
+        t0 = time.perf_counter()
+        method.fit(train, splits.val, plan=plan, budget=cell.budget, seed=cell.seed, device=device, progress=on_step)
+        train_s = time.perf_counter() - t0
+        result = evaluate(
+            method,
+            splits,
+            headline_rule=cell.headline_rule,
+            cost_escape=cell.cost_escape,
+            cost_overkill=cell.cost_overkill,
+            good_share=cell.good_share,
+        )
+        sampling = dict(method.sampling_)
+        record.update(
+            status="ok",
+            params=method.get_params(),
+            headline_rule=result["headline_rule"],
+            metrics=result["metrics"],
+            metrics_by_rule=result["metrics_by_rule"],
+            val_metrics_by_rule=result.get("val_metrics_by_rule", {}),
+            embedding_2d=result.get("embedding_2d"),
+            sampling=sampling,
+            timing={
+                "train_s": round(train_s, 4),
+                "train_images_per_s": round(sampling.get("images_seen", 0) / max(train_s, 1e-9), 1),
+                "embed_images_per_s": round(result["embed_images_per_s"], 1),
+                "eval_s": round(result["eval_s"], 4),
+                "peak_rss_mb": peak_rss_mb(),
+            },
+        )
+    except KeyboardInterrupt:
+        raise
+    except BenchError as exc:
+        record["error"] = str(exc)
+    except Exception as exc:  # a failing cell is recorded; the grid goes on
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["traceback"] = traceback.format_exc(limit=8)
+    record["env"] = environment(device)
+    record["finished_at"] = _now()
+    return _finite(record)

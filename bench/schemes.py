@@ -1,0 +1,127 @@
+"""Sampling-balance schemes: map training class counts n_c to per-class sampling weights.
+
+A scheme is a function ``(counts, good_index, **options) -> BalancePlan``. Registered names:
+``uniform``, ``natural``, ``sqrt``, ``good-xK`` (any K > 0, a pattern rather than one entry),
+``effective-number`` and ``progressive``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+
+import torch
+
+from bench.errors import BenchError
+from bench.plan import BalancePlan
+
+Scheme = Callable[..., BalancePlan]
+_SCHEMES: dict[str, Scheme] = {}
+_GOOD_X = re.compile(r"^good-x(?P<k>\d+(?:\.\d+)?)$")
+
+#: The scheme set ``run --all`` uses.
+DEFAULT_SCHEMES: tuple[str, ...] = ("uniform", "natural", "sqrt", "good-x5", "effective-number")
+
+
+def register_scheme(name: str) -> Callable[[Scheme], Scheme]:
+    """Register a scheme function under ``name``; a duplicate name is an error."""
+
+    def decorate(fn: Scheme) -> Scheme:
+        if name in _SCHEMES:
+            raise ValueError(f"scheme {name!r} is already registered")
+        _SCHEMES[name] = fn
+        return fn
+
+    return decorate
+
+
+def list_schemes() -> list[str]:
+    """Registered scheme names; ``good-xK`` stands for the whole family."""
+    return sorted([*_SCHEMES, "good-xK"])
+
+
+def check_scheme(name: str) -> None:
+    """Raise BenchError unless ``name`` is a registered scheme or a well-formed ``good-xK``."""
+    if name in _SCHEMES:
+        return
+    if name.startswith("good-x") or name.startswith("good-"):
+        if not _GOOD_X.match(name) or float(_GOOD_X.match(name)["k"]) <= 0:
+            raise BenchError(f"malformed scheme {name!r}: write good-xK with a positive number K, e.g. good-x5")
+        return
+    close = difflib.get_close_matches(name, [*_SCHEMES, "good-x5"], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise BenchError(f"unknown scheme {name!r}{hint}; known schemes: {', '.join(list_schemes())}")
+
+
+def make_plan(
+    name: str, counts: torch.Tensor, classes: tuple[str, ...], good_index: int | None, **options
+) -> BalancePlan:
+    """The plan scheme ``name`` gives for training class counts ``counts`` (shape (C,)).
+
+    Raises:
+        BenchError: unknown or malformed scheme, or ``good-xK`` on data without a good class.
+    """
+    check_scheme(name)
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    match = _GOOD_X.match(name)
+    if match:
+        plan = good_x(counts, good_index, k=float(match["k"]))
+    else:
+        plan = _SCHEMES[name](counts, good_index, **options)
+    return BalancePlan(name, plan.start, classes, plan.end)
+
+
+def _normalized(w: torch.Tensor) -> torch.Tensor:
+    return w / w.sum()
+
+
+def _static(w: torch.Tensor) -> BalancePlan:
+    return BalancePlan("", _normalized(w), ())
+
+
+@register_scheme("uniform")
+def uniform(counts: torch.Tensor, good_index: int | None = None) -> BalancePlan:
+    """Every class equal: the reference experiment's choice."""
+    return _static(torch.ones_like(counts))
+
+
+@register_scheme("natural")
+def natural(counts: torch.Tensor, good_index: int | None = None) -> BalancePlan:
+    """Proportional to the class counts n_c: what plain random sampling of images gives."""
+    return _static(counts.clone())
+
+
+@register_scheme("sqrt")
+def sqrt(counts: torch.Tensor, good_index: int | None = None) -> BalancePlan:
+    """Proportional to n_c^(1/2) (square-root sampling, Kang et al., ICLR 2020)."""
+    return _static(counts.sqrt())
+
+
+def good_x(counts: torch.Tensor, good_index: int | None, k: float) -> BalancePlan:
+    """The good class K times each defect class (``good-x5`` is the reference's proposed fix)."""
+    if good_index is None:
+        raise BenchError("good-xK schemes need a good class; this dataset has none (set --good)")
+    w = torch.ones_like(counts)
+    w[good_index] = k
+    return _static(w)
+
+
+@register_scheme("effective-number")
+def effective_number(
+    counts: torch.Tensor, good_index: int | None = None, beta: float = 0.999
+) -> BalancePlan:
+    """Proportional to (1 - beta) / (1 - beta^n_c) (Cui et al., CVPR 2019).
+
+    The weight falls with class size but less than 1 / n_c does; beta -> 0 gives uniform weights
+    over classes, beta -> 1 gives inverse-frequency weights.
+    """
+    if not 0.0 <= beta < 1.0:
+        raise BenchError(f"effective-number needs 0 <= beta < 1 (got {beta})")
+    return _static((1.0 - beta) / (1.0 - beta**counts))
+
+
+@register_scheme("progressive")
+def progressive(counts: torch.Tensor, good_index: int | None = None) -> BalancePlan:
+    """Moves linearly from ``natural`` at the first step to ``uniform`` at the last (Kang et al.)."""
+    return BalancePlan("", _normalized(counts.clone()), (), _normalized(torch.ones_like(counts)))

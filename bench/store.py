@@ -1,0 +1,101 @@
+"""The result store: one JSON line per finished cell in ``RUN_DIR/results.jsonl``.
+
+Each line is appended, flushed and fsynced the moment its cell finishes, so an interruption
+loses at most the cell in flight. Reading tolerates a torn last line (a crash mid-write) and
+foreign lines: they are skipped with a warning and the rest is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.jsonl"
+
+
+def read_records(run_dir: Path) -> list[dict[str, Any]]:
+    """Every well-formed record in ``run_dir/results.jsonl``, in file order.
+
+    Lines that are not JSON objects with a ``hash`` and a ``status`` (a torn write, foreign
+    content) are skipped with a warning naming the line.
+    """
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.exists():
+        return []
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                warnings.warn(f"{path}:{number}: skipped a line that is not valid JSON (torn write?)", stacklevel=2)
+                continue
+            if not (isinstance(record, dict) and "hash" in record and "status" in record):
+                warnings.warn(f"{path}:{number}: skipped a line that is not a bench record", stacklevel=2)
+                continue
+            records.append(record)
+    return records
+
+
+def latest_by_hash(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One record per cell hash: the last ``ok`` one if any, else the last one."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in records:
+        current = out.get(record["hash"])
+        if current is None or record["status"] == "ok" or current["status"] != "ok":
+            out[record["hash"]] = record
+    return out
+
+
+class ResultStore:
+    """Appends records to ``run_dir/results.jsonl``; only the driver process writes it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / RESULTS_FILE
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.run_dir / ".write-check"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise BenchError(f"output directory {str(self.run_dir)!r} cannot be written: {exc.strerror or exc}") from None
+        self._repair_torn_tail()
+
+    def finished_hashes(self) -> set[str]:
+        """Hashes of cells with an ``ok`` record (what ``--resume`` skips)."""
+        return {r["hash"] for r in read_records(self.run_dir) if r["status"] == "ok"}
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record durably (write, flush, fsync).
+
+        Raises:
+            BenchError: the write failed (disk full, permissions); earlier records are intact.
+        """
+        line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise BenchError(
+                f"could not write a record to {str(self.path)!r}: {exc.strerror or exc}; earlier records are intact"
+            ) from None
+
+    def _repair_torn_tail(self) -> None:
+        # A crash mid-append can leave a last line without its newline; end it so the next
+        # record starts on a line of its own (the torn line is then skipped when read).
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, "rb+") as fh:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
