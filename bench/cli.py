@@ -144,6 +144,16 @@ def _check_device(device: str) -> None:
         raise BenchError(f"unknown device {device!r}; use cpu or cuda")
 
 
+def _check_data(grid: GridConfig) -> None:
+    """Load and split the data once up front, so a bad dataset is one error, not N failed cells."""
+    from bench.runner import prepare_data
+    from bench.schemes import make_plan
+
+    train = prepare_data(grid.dataset, dict(grid.dataset_options), grid.seeds[0]).train
+    for scheme in grid.schemes:
+        make_plan(scheme, train.class_counts(), train.classes, train.good_index, **grid.scheme_options.get(scheme, {}))
+
+
 def _run(args: argparse.Namespace, console: Console) -> int:
     from bench.grid import run_grid
     from bench.report import write_report
@@ -151,6 +161,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
     grid = _grid_from_args(args)
     _check_device(args.device)
+    _check_data(grid)
     if args.threads is not None and args.threads < 1:
         raise BenchError(f"--threads must be at least 1 (got {args.threads})")
     if args.threads:

@@ -68,7 +68,10 @@ def make_plan(
     if match:
         plan = good_x(counts, good_index, k=float(match["k"]))
     else:
-        plan = _SCHEMES[name](counts, good_index, **options)
+        try:
+            plan = _SCHEMES[name](counts, good_index, **options)
+        except TypeError:
+            raise BenchError(f"scheme {name!r} does not take option(s) {', '.join(sorted(options))}") from None
     return BalancePlan(name, plan.start, classes, plan.end)
 
 

@@ -1,0 +1,165 @@
+"""Evaluate a fitted method on a split: embed once, apply every rule, measure, project to 2-D.
+
+The headline rule defaults to ``knn5`` (majority vote of the 5 nearest training embeddings):
+it needs no classifier head, so it applies to every method alike, it uses the same
+normalized-Euclidean geometry the metric-learning losses optimize, and voting over 5
+neighbours is less sensitive to a single mislabelled or atypical training image than 1-NN.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+
+from bench.datasets.image_set import ImageSet, Splits
+from bench.errors import BenchError
+from bench.metrics import classification_metrics, compact_metrics
+from bench.retrieval import retrieval_metrics
+from bench.rules import RULES, l2_normalize, predict_rules
+
+HEADLINE_DEFAULT = "knn5"
+
+
+class EmbeddingMethod(Protocol):
+    """What ``evaluate`` needs from a method (``predict_head`` is optional)."""
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+def mean_images(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-class mean image (C, h, w) of a split; a class without images gets a zero image."""
+    flat = images.reshape(images.shape[0], -1).float()
+    sums = torch.zeros(num_classes, flat.shape[1]).index_add_(0, labels.long(), flat)
+    counts = torch.bincount(labels.long(), minlength=num_classes).clamp(min=1).unsqueeze(1)
+    return (sums / counts).reshape(num_classes, *images.shape[1:])
+
+
+def _head(method: Any, images: torch.Tensor) -> torch.Tensor | None:
+    predict_head = getattr(method, "predict_head", None)
+    return None if predict_head is None else predict_head(images)
+
+
+def embedding_2d(
+    embeddings: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], sample: int, seed: int = 0
+) -> dict[str, list]:
+    """A PCA projection of up to ``sample`` normalized embeddings, for the scatter plot.
+
+    The sample is a fixed-seed random subset so that reruns draw the same points; the
+    projection is sklearn's exact (``svd_solver="full"``) PCA so it is deterministic too.
+    """
+    n = embeddings.shape[0]
+    if n == 0 or sample <= 0:
+        return {"x": [], "y": [], "label": []}
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(n, generator=g)[: min(sample, n)].sort().values
+    x = l2_normalize(embeddings[pick]).numpy().astype(np.float64)
+    if x.shape[0] >= 2 and x.shape[1] >= 2:
+        xy = PCA(n_components=2, svd_solver="full").fit_transform(x)
+    else:  # too little data for two components: show the raw leading coordinates
+        xy = np.zeros((x.shape[0], 2))
+        xy[:, : min(2, x.shape[1])] = x[:, :2]
+    xy = np.round(xy, 4)
+    codes = np.asarray(classes, dtype=object)[labels[pick].numpy()]
+    return {"x": xy[:, 0].tolist(), "y": xy[:, 1].tolist(), "label": [str(c) for c in codes]}
+
+
+def evaluate(
+    method: EmbeddingMethod,
+    splits: Splits,
+    headline_rule: str = HEADLINE_DEFAULT,
+    cost_escape: float = 10.0,
+    cost_overkill: float = 1.0,
+    good_share: float | None = None,
+    embed_sample: int = 1000,
+    retrieval_max_queries: int | None = None,
+) -> dict:
+    """Embed train/val/test once, apply every rule on val and test, and measure.
+
+    Args:
+        method: a fitted method with ``embed(images) -> (n, d)`` and optionally
+            ``predict_head(images) -> (n, C) logits | None``.
+        splits: the train/val/test split the method was fitted on (train only).
+        headline_rule: the rule whose test metrics become ``metrics`` (one of ``RULES``).
+        cost_escape: cost of one escape, for ``cost_per_1000``.
+        cost_overkill: cost of one overkill.
+        good_share: production share of good parts, for ``cost_per_1000["production_mix"]``.
+        embed_sample: test embeddings kept for the 2-D projection.
+        retrieval_max_queries: cap on the test queries of the retrieval view (a fixed-seed
+            random subset); None uses all. Retrieval dominates evaluation time (MAP@R ranks the
+            R = largest-class-size nearest references of every query: ~13 s for 10k queries
+            against 60k references on 2 cores), and its cost is linear in the queries.
+
+    Returns:
+        ``metrics`` (the headline rule's test metrics merged with the retrieval metrics),
+        ``metrics_by_rule`` ({rule: test metrics + retrieval}), ``val_metrics_by_rule``
+        ({rule: compact metrics}), ``headline_rule``, ``embed_images_per_s`` (over the three
+        splits), ``eval_s`` (wall time of this call, embedding included) and ``embedding_2d``.
+
+    Raises:
+        BenchError: for an unknown headline rule, or the ``head`` rule on a method without one.
+    """
+    if headline_rule not in RULES:
+        raise BenchError(f"unknown headline rule {headline_rule!r}; known rules: {', '.join(RULES)}")
+    started = time.perf_counter()
+    train, classes = splits.train, splits.train.classes
+    num_classes = len(classes)
+
+    with torch.no_grad():
+        embed_start = time.perf_counter()
+        emb = {name: method.embed(s.images).detach().float().cpu() for name, s in _named(splits)}
+        embed_s = time.perf_counter() - embed_start
+        n_embedded = sum(len(s) for _, s in _named(splits))
+        mean_image_emb = method.embed(mean_images(train.images, train.labels, num_classes)).detach().float()
+        heads = {name: _head(method, s.images) for name, s in _named(splits) if name != "train"}
+
+        preds = {
+            name: predict_rules(
+                emb["train"], train.labels, emb[name], mean_image_emb, num_classes, heads[name]
+            )
+            for name in ("val", "test")
+        }
+    if headline_rule not in preds["test"]:
+        raise BenchError(
+            f"headline rule {headline_rule!r} does not apply to this method; "
+            f"rules available: {', '.join(preds['test'])}"
+        )
+
+    def measure(split: ImageSet, y_pred: torch.Tensor) -> dict:
+        return classification_metrics(
+            split.labels, y_pred, classes, split.good_index, cost_escape, cost_overkill, good_share
+        )
+
+    queries = _query_subset(len(splits.test), retrieval_max_queries)
+    retrieval = retrieval_metrics(
+        emb["test"][queries], splits.test.labels[queries], emb["train"], train.labels
+    )
+    metrics_by_rule = {
+        rule: {**measure(splits.test, y_pred), **retrieval} for rule, y_pred in preds["test"].items()
+    }
+    val_metrics_by_rule = {
+        rule: compact_metrics(measure(splits.val, y_pred)) for rule, y_pred in preds["val"].items()
+    }
+    projection = embedding_2d(emb["test"], splits.test.labels, classes, embed_sample)
+    return {
+        "metrics": metrics_by_rule[headline_rule],
+        "metrics_by_rule": metrics_by_rule,
+        "val_metrics_by_rule": val_metrics_by_rule,
+        "headline_rule": headline_rule,
+        "embed_images_per_s": float(n_embedded / embed_s) if embed_s > 0 else None,
+        "eval_s": float(time.perf_counter() - started),
+        "embedding_2d": projection,
+    }
+
+
+def _query_subset(n: int, cap: int | None, seed: int = 0) -> torch.Tensor:
+    if cap is None or cap >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:cap].sort().values
+
+
+def _named(splits: Splits) -> tuple[tuple[str, ImageSet], ...]:
+    return (("train", splits.train), ("val", splits.val), ("test", splits.test))

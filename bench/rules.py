@@ -1,0 +1,141 @@
+"""Prediction rules on frozen embeddings: how an embedding becomes a class decision.
+
+Every rule measures Euclidean distance between L2-normalized embeddings. Normalizing first
+puts all methods on one footing (a contrastive or triplet trunk and a softmax classifier
+produce embeddings of very different scales) and matches the ``LpDistance(normalize_embeddings=
+True)`` that the retrieval view uses. On unit vectors ``|a - b|^2 = 2 - 2 a.b``, so the
+nearest neighbours are found with one matrix product per query chunk and ``topk`` on the
+similarities, which is much cheaper than ``cdist`` and ranks identically.
+
+Rules (``RULES``):
+    prototype: nearest class centre, the mean of the class's normalized training embeddings
+        (re-normalized onto the sphere).
+    mean_image: nearest embedded per-class mean *image* of the training split, the rule of
+        the reference experiment (its anchors were those mean images).
+    knn1: the label of the nearest training embedding.
+    knn5: majority vote among the 5 nearest training embeddings; a tie goes to the tied class
+        whose member is nearest.
+    head: argmax of the classifier's logits, only for methods that have a head.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+RULES: tuple[str, ...] = ("prototype", "mean_image", "knn1", "knn5", "head")
+
+# Queries per matrix product: 4096 x 60,000 float32 similarities is ~1 GB, the most we allow.
+DEFAULT_CHUNK = 4096
+
+
+def l2_normalize(embeddings: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length, as float32 (a zero row stays zero)."""
+    return F.normalize(embeddings.detach().float(), dim=1)
+
+
+def nearest_neighbours(
+    query: torch.Tensor, reference: torch.Tensor, k: int, chunk_size: int = DEFAULT_CHUNK
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` nearest reference rows of every query row, nearest first.
+
+    Args:
+        query: (n, d) embeddings (normalized here).
+        reference: (m, d) embeddings (normalized here).
+        k: neighbours per query (clipped to ``m``).
+        chunk_size: queries per matrix product, to bound memory at ``chunk_size * m`` floats.
+
+    Returns:
+        ``(distances, indices)``, each (n, k): Euclidean distances between the normalized
+        embeddings and positions in ``reference``.
+    """
+    q = l2_normalize(query)
+    r = l2_normalize(reference)
+    k = min(int(k), r.shape[0])
+    sims, idx = [], []
+    for start in range(0, q.shape[0], chunk_size):
+        s, i = torch.topk(q[start : start + chunk_size] @ r.T, k, dim=1, largest=True, sorted=True)
+        sims.append(s)
+        idx.append(i)
+    if not sims:
+        return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
+    sim = torch.cat(sims)
+    return torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=0.0)), torch.cat(idx)
+
+
+def knn_vote(neighbour_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Majority label of each row of ``neighbour_labels`` (n, k), columns ordered nearest first.
+
+    A tie between classes goes to the tied class that appears first, i.e. whose member is
+    nearest, which reduces to 1-NN when all k labels differ.
+    """
+    votes = F.one_hot(neighbour_labels, num_classes).sum(dim=1)  # (n, C)
+    top = votes.max(dim=1, keepdim=True).values
+    is_winner = votes.gather(1, neighbour_labels) == top  # (n, k): neighbour's class is a tied max
+    # argmax returns the first maximal position, i.e. the nearest neighbour of a winning class.
+    first = is_winner.to(torch.uint8).argmax(dim=1, keepdim=True)
+    return neighbour_labels.gather(1, first).squeeze(1)
+
+
+def nearest_centre(
+    query: torch.Tensor, centres: torch.Tensor, present: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Index of the nearest centre (C, d) for each query (n, d), both normalized first.
+
+    Args:
+        query: (n, d) embeddings.
+        centres: (C, d) one centre per class.
+        present: optional (C,) bool mask; classes without training data are never predicted.
+    """
+    sims = l2_normalize(query) @ l2_normalize(centres).T
+    if present is not None:
+        sims = sims.masked_fill(~present.unsqueeze(0), float("-inf"))
+    return sims.argmax(dim=1)
+
+
+def class_means(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-class mean of the normalized embeddings, (C, d); an absent class gets a zero row."""
+    e = l2_normalize(embeddings)
+    sums = torch.zeros(num_classes, e.shape[1]).index_add_(0, labels, e)
+    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).unsqueeze(1)
+    return sums / counts
+
+
+def predict_rules(
+    train_emb: torch.Tensor,
+    train_labels: torch.Tensor,
+    query_emb: torch.Tensor,
+    mean_image_emb: torch.Tensor | None,
+    num_classes: int,
+    head_logits: torch.Tensor | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> dict[str, torch.Tensor]:
+    """Class predictions of every applicable rule for ``query_emb``.
+
+    Args:
+        train_emb: (m, d) embeddings of the training split (the reference set).
+        train_labels: (m,) class indices of the training split.
+        query_emb: (n, d) embeddings to classify.
+        mean_image_emb: (C, d) embeddings of the per-class mean training images, or None to
+            skip the ``mean_image`` rule.
+        num_classes: C.
+        head_logits: (n, C) classifier logits for the queries, or None (no ``head`` rule).
+        chunk_size: queries per similarity matrix (memory bound).
+
+    Returns:
+        ``{rule: LongTensor (n,)}`` in ``RULES`` order, holding only the rules that apply.
+    """
+    train_labels = train_labels.long()
+    present = torch.bincount(train_labels, minlength=num_classes) > 0
+    out: dict[str, torch.Tensor] = {}
+    out["prototype"] = nearest_centre(query_emb, class_means(train_emb, train_labels, num_classes), present)
+    if mean_image_emb is not None:
+        out["mean_image"] = nearest_centre(query_emb, mean_image_emb, present)
+    # One neighbour search serves both k-NN rules: the 5 nearest include the nearest.
+    _, idx = nearest_neighbours(query_emb, train_emb, 5, chunk_size)
+    neighbour_labels = train_labels[idx]
+    out["knn1"] = neighbour_labels[:, 0].clone()
+    out["knn5"] = knn_vote(neighbour_labels, num_classes)
+    if head_logits is not None:
+        out["head"] = head_logits.detach().argmax(dim=1).long()
+    return out
