@@ -14,7 +14,6 @@ import math
 import os
 import re
 import tempfile
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -24,10 +23,10 @@ import pandas as pd
 
 from bench import plots
 from bench.stats import paired_comparison, summarize
+from bench.store import RESULTS_FILE, latest_by_hash, read_records
 
 logger = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.jsonl"
 REPORT_FILE = "report.md"
 PLOTS_DIR = "plots"
 METHOD_ORDER = ("siamese", "mean-anchor-triplet", "mined-triplet", "classifier")
@@ -54,33 +53,10 @@ _STUDY_KEYS = (
 def load_records(run_dir: str | os.PathLike) -> list[dict]:
     """The records of ``run_dir/results.jsonl``, one per cell hash.
 
-    A line that is not a JSON object with a ``hash`` and a ``config`` (a torn last line from an
-    interrupted run, a stray log line) is skipped with a warning. When a hash occurs several
-    times (a rerun), the last ``ok`` record wins, else the last record.
-
-    Returns:
-        Records in the order of their kept line in the file.
+    Torn or foreign lines are skipped with a warning (``bench.store.read_records``); when a
+    hash occurs several times (a rerun), the last ``ok`` record wins, else the last record.
     """
-    path = Path(run_dir) / RESULTS_FILE
-    if not path.exists():
-        return []
-    kept: dict[str, tuple[int, dict]] = {}
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                warnings.warn(f"{path}:{lineno}: skipped a line that is not JSON ({exc.msg})", stacklevel=2)
-                continue
-            if not isinstance(rec, dict) or "hash" not in rec or not isinstance(rec.get("config"), dict):
-                warnings.warn(f"{path}:{lineno}: skipped a line that is not a result record", stacklevel=2)
-                continue
-            previous = kept.get(rec["hash"])
-            if previous is None or rec.get("status") == "ok" or previous[1].get("status") != "ok":
-                kept[rec["hash"]] = (lineno, rec)
-    return [rec for _, rec in sorted(kept.values(), key=lambda item: item[0])]
+    return list(latest_by_hash(read_records(Path(run_dir))).values())
 
 
 def _get(d: dict | None, *keys, default=None):

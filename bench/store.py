@@ -22,7 +22,7 @@ RESULTS_FILE = "results.jsonl"
 def read_records(run_dir: Path) -> list[dict[str, Any]]:
     """Every well-formed record in ``run_dir/results.jsonl``, in file order.
 
-    Lines that are not JSON objects with a ``hash`` and a ``status`` (a torn write, foreign
+    Lines that are not JSON objects with a ``hash``, a ``status`` and a ``config`` (a torn write, foreign
     content) are skipped with a warning naming the line.
     """
     path = Path(run_dir) / RESULTS_FILE
@@ -38,7 +38,12 @@ def read_records(run_dir: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 warnings.warn(f"{path}:{number}: skipped a line that is not valid JSON (torn write?)", stacklevel=2)
                 continue
-            if not (isinstance(record, dict) and "hash" in record and "status" in record):
+            if not (
+                isinstance(record, dict)
+                and "hash" in record
+                and "status" in record
+                and isinstance(record.get("config"), dict)
+            ):
                 warnings.warn(f"{path}:{number}: skipped a line that is not a bench record", stacklevel=2)
                 continue
             records.append(record)

@@ -76,11 +76,11 @@ def test_torn_last_line_is_skipped_with_a_warning(tmp_path):
     lines = FIXTURE.read_text().splitlines(keepends=True)
     torn = lines[-1][: len(lines[-1]) // 2]
     (tmp_path / "results.jsonl").write_text("".join(lines[:-1]) + "not json at all\n" + torn)
-    with pytest.warns(UserWarning, match="not JSON"):
+    with pytest.warns(UserWarning, match="not valid JSON"):
         records = load_records(tmp_path)
     expected = {json.loads(line)["hash"] for line in lines[:-1]}
     assert {r["hash"] for r in records} == expected
-    with pytest.warns(UserWarning, match="not JSON"):
+    with pytest.warns(UserWarning, match="not valid JSON"):
         assert write_report(tmp_path).exists()
 
 

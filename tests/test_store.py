@@ -11,7 +11,7 @@ from bench.store import ResultStore, latest_by_hash, read_records
 
 
 def record(h, status="ok", **extra):
-    return {"schema_version": 1, "hash": h, "status": status, **extra}
+    return {"schema_version": 1, "hash": h, "status": status, "config": {}, **extra}
 
 
 def test_appended_records_read_back_in_order(tmp_path):
