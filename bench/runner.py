@@ -20,6 +20,7 @@ import torch
 
 from bench.config import CellConfig
 from bench.datasets import ImageSet, Splits, load_dataset, split_dataset
+from bench.datasets.split import choose_good, reshape_imbalance
 from bench.environment import environment, peak_rss_mb
 from bench.errors import BenchError
 from bench.schemes import make_plan
@@ -41,9 +42,9 @@ def prepare_data(dataset: str, options: dict[str, Any], seed: int) -> Splits:
         loader_options = {k: v for k, v in options.items() if k not in RESHAPE_OPTIONS}
         data = load_dataset(dataset, **loader_options)
         if options.get("good_per_defect") is not None:
-            from bench.datasets.split import reshape_imbalance
-
             data = reshape_imbalance(data, float(options["good_per_defect"]), good=options.get("good"))
+        elif options.get("good") is not None:
+            data = choose_good(data, options["good"])
         _DATASETS[key] = data
     split_key = (key, seed)
     if split_key not in _SPLITS:

@@ -7,6 +7,7 @@ from sklearn.datasets import load_digits
 
 from bench.datasets.image_set import ImageSet
 from bench.datasets.registry import register_dataset
+from bench.datasets.validate import check_image_set
 
 
 @register_dataset("digits")
@@ -15,11 +16,13 @@ def load_digits_set() -> ImageSet:
     bunch = load_digits()
     images = torch.as_tensor(bunch.images, dtype=torch.float32) / 16.0
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)
-    return ImageSet(
-        images=images,
-        labels=labels,
-        classes=tuple(str(c) for c in range(10)),
-        good_index=0,
-        name="digits",
-        source="scikit-learn load_digits (UCI optical digits)",
+    return check_image_set(
+        ImageSet(
+            images=images,
+            labels=labels,
+            classes=tuple(str(c) for c in range(10)),
+            good_index=0,
+            name="digits",
+            source="scikit-learn load_digits (UCI optical digits)",
+        )
     )

@@ -7,9 +7,11 @@ the Hugging Face loader.
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 
 from bench.datasets.image_set import ImageSet
+from bench.datasets.validate import check_image_set
 from bench.errors import BenchError
 
 Loader = Callable[..., ImageSet]
@@ -49,4 +51,14 @@ def load_dataset(name: str, **options) -> ImageSet:
         raise BenchError(
             f"unknown dataset {name!r}{hint}; known: {', '.join(list_datasets())}, or hf:<name-or-path>"
         )
-    return _DATASETS[name](**options)
+    loader = _DATASETS[name]
+    try:
+        inspect.signature(loader).bind(**options)
+    except TypeError:
+        accepted = [p for p in inspect.signature(loader).parameters if p not in ("self", "options")]
+        raise BenchError(
+            f"dataset {name!r} does not take option(s) {', '.join(sorted(options))}; "
+            f"it accepts: {', '.join(accepted) or 'none'}"
+        ) from None
+    # Every source, built-in or registered by a plugin, is held to the same contract.
+    return check_image_set(loader(**options))

@@ -1,13 +1,40 @@
-"""Seeded, stratified train / validation / test splits of *images*, made before any tuple exists."""
+"""Seeded, stratified train / validation / test splits of *images*, made before any tuple exists,
+and the reshaping of a dataset to a chosen good : defect ratio."""
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
+
 import torch
-from sklearn.model_selection import train_test_split
 
 from bench.datasets.image_set import ImageSet, Splits
 from bench.errors import BenchError
+
+MIN_PER_CLASS = 3  # one image for each of train, val and test
+
+
+def split_counts(
+    class_counts: torch.Tensor, val_fraction: float = 0.15, test_fraction: float = 0.25
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images per class in train, val and test; depends on the counts only, never on the seed.
+
+    Each class of at least ``MIN_PER_CLASS`` images gets >= 1 image in every split: its test
+    and val shares are rounded, then clamped so the others keep one each.
+
+    Args:
+        class_counts: int tensor (C,), images per class.
+        val_fraction: share of each class that goes to validation.
+        test_fraction: share of each class that goes to test.
+
+    Returns:
+        ``(train, val, test)``, each an int64 tensor (C,).
+    """
+    n = class_counts.to(torch.int64)
+    n_test = torch.round(n * test_fraction).to(torch.int64).clamp(min=1)
+    n_test = torch.minimum(n_test, (n - 2).clamp(min=0))
+    n_val = torch.round(n * val_fraction).to(torch.int64).clamp(min=1)
+    n_val = torch.minimum(n_val, (n - n_test - 1).clamp(min=0))
+    return n - n_test - n_val, n_val, n_test
 
 
 def split_dataset(
@@ -16,34 +43,110 @@ def split_dataset(
     """Split ``data`` into stratified train / val / test image sets.
 
     The split is of image positions, so no image can appear in two splits (each keeps its
-    ``index`` into ``data``). Every class must have at least one image in each split.
+    ``index`` into ``data``). Every class gets at least one image in each split, and the
+    number per class and split is fixed by the class counts (see :func:`split_counts`); the
+    seed only chooses which images.
+
+    Args:
+        data: the full dataset.
+        seed: chooses the images of each split.
+        val_fraction: share of each class for validation (checkpoint selection).
+        test_fraction: share of each class for the final test.
 
     Raises:
-        BenchError: a class too small for the split, or fractions out of range.
+        BenchError: a class too small for the split (named, with its count), or fractions out
+            of range.
     """
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise BenchError(
             f"split fractions must be in (0, 1) and sum below 1 (val={val_fraction}, test={test_fraction})"
         )
     counts = data.class_counts()
-    need = _min_per_class(val_fraction, test_fraction)
-    small = [(data.classes[i], int(n)) for i, n in enumerate(counts.tolist()) if n < need]
+    small = [(data.classes[i], int(n)) for i, n in enumerate(counts.tolist()) if n < MIN_PER_CLASS]
     if small:
         code, n = small[0]
+        more = f" (and {len(small) - 1} more class(es) below {MIN_PER_CLASS})" if len(small) > 1 else ""
         raise BenchError(
-            f"class {code!r} has {n} image(s), too few for a train/val/test split (needs >= {need}); "
-            "add images or drop the class"
+            f"class {code!r} has {n} image(s), too few for a train/val/test split (needs >= "
+            f"{MIN_PER_CLASS}){more}; add images or drop the class"
         )
-    labels = data.labels.numpy()
-    positions = np.arange(len(labels))
-    rest, test = train_test_split(positions, test_size=test_fraction, stratify=labels, random_state=seed)
-    val_share = val_fraction / (1.0 - test_fraction)
-    train, val = train_test_split(rest, test_size=val_share, stratify=labels[rest], random_state=seed)
-    to_t = lambda a: torch.as_tensor(np.sort(a), dtype=torch.int64)  # noqa: E731
-    return Splits(train=data.subset(to_t(train)), val=data.subset(to_t(val)), test=data.subset(to_t(test)))
+    _, n_val, n_test = split_counts(counts, val_fraction, test_fraction)
+
+    # Vectorized stratification: shuffle, stable-sort by class, rank each image inside its class;
+    # the first n_test ranks of a class go to test, the next n_val to val, the rest to train.
+    g = torch.Generator().manual_seed(int(seed))
+    shuffled = torch.randperm(len(data), generator=g)
+    order = shuffled[torch.sort(data.labels[shuffled], stable=True).indices]
+    sorted_labels = data.labels[order]
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(data)) - starts[sorted_labels]
+    is_test = rank < n_test[sorted_labels]
+    is_val = ~is_test & (rank < (n_test + n_val)[sorted_labels])
+    is_train = ~(is_test | is_val)
+    pick = lambda mask: torch.sort(order[mask]).values  # noqa: E731  (keep dataset order)
+    return Splits(
+        train=data.subset(pick(is_train)), val=data.subset(pick(is_val)), test=data.subset(pick(is_test))
+    )
 
 
-def _min_per_class(val_fraction: float, test_fraction: float) -> int:
-    # Smallest class size for which each split of a stratified split gets at least one image.
-    smallest = min(val_fraction, test_fraction, 1 - val_fraction - test_fraction)
-    return max(3, int(np.ceil(1.0 / smallest)))
+def choose_good(data: ImageSet, good: str | None = None) -> ImageSet:
+    """``data`` with its good class set to code ``good`` (default ``"0"`` when present, else the first).
+
+    Raises:
+        BenchError: ``good`` is not one of the dataset's codes.
+    """
+    code = str(good) if good is not None else ("0" if "0" in data.classes else data.classes[0])
+    if code not in data.classes:
+        raise BenchError(f"good class {code!r} is not in {data.name}; classes are {', '.join(data.classes)}")
+    return dataclasses.replace(data, good_index=data.classes.index(code))
+
+
+def reshape_imbalance(
+    data: ImageSet, good_per_defect: float, good: str | None = None, seed: int = 0
+) -> ImageSet:
+    """Subsample ``data`` so the good class has ``good_per_defect`` times the images of each defect.
+
+    Every other class ("defect") is cut to the size of the smallest one, and the good class to
+    ``round(good_per_defect * that size)``; when the good class is too small for that, the
+    defects are cut further. Only subsampling, never duplication, so no image repeats.
+
+    Args:
+        data: the dataset to reshape.
+        good_per_defect: images of the good class per image of each defect class (> 0).
+        good: code of the good class; default ``"0"`` when present, else the first class.
+        seed: chooses which images are kept.
+
+    Returns:
+        The subsampled set, in dataset order, with ``good_index`` set to the chosen class.
+
+    Raises:
+        BenchError: a non-positive ratio, an unknown good code, or too few images for the ratio.
+    """
+    if not good_per_defect > 0:
+        raise BenchError(f"good_per_defect must be > 0, got {good_per_defect}")
+    good_index = choose_good(data, good).good_index
+    code = data.classes[good_index]
+    counts = data.class_counts()
+    defect = torch.ones(data.num_classes, dtype=torch.bool)
+    defect[good_index] = False
+    defect &= counts > 0
+    if not bool(defect.any()):
+        raise BenchError(f"{data.name} has no class besides the good class {code!r} to balance against")
+    per_defect = int(counts[defect].min())
+    per_defect = min(per_defect, int(counts[good_index] / good_per_defect + 1e-9))
+    n_good = int(round(good_per_defect * per_defect))
+    if per_defect < 1 or n_good < 1:
+        raise BenchError(
+            f"{data.name}: good class {code!r} has {int(counts[good_index])} image(s), too few for "
+            f"{good_per_defect}x each defect; lower good_per_defect"
+        )
+    keep_per_class = torch.where(defect, per_defect, 0)
+    keep_per_class[good_index] = n_good
+    # Same rank trick as the split: a random rank inside each class, keep the lowest ranks.
+    g = torch.Generator().manual_seed(int(seed))
+    shuffled = torch.randperm(len(data), generator=g)
+    order = shuffled[torch.sort(data.labels[shuffled], stable=True).indices]
+    sorted_labels = data.labels[order]
+    rank = torch.arange(len(data)) - (torch.cumsum(counts, 0) - counts)[sorted_labels]
+    kept = torch.sort(order[rank < keep_per_class[sorted_labels]]).values
+    return dataclasses.replace(data.subset(kept), good_index=good_index)

@@ -1,0 +1,85 @@
+"""One row per built-in dataset source, for ``python -m bench datasets``."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.datasets.image_set import ImageSet
+from bench.datasets.split import split_counts
+from bench.errors import BenchError
+
+
+def balance_text(counts: torch.Tensor, good_index: int | None) -> str:
+    """How unbalanced a class-count vector is, in words.
+
+    ``"good 5.0x each defect"`` when every defect class has the same count, otherwise the good
+    class against the mean defect plus the largest:smallest ratio; without a good class, only
+    the ratio.
+    """
+    present = counts[counts > 0].to(torch.float64)
+    spread = f"largest:smallest {float(present.max() / present.min()):.1f}:1"
+    if good_index is None:
+        return spread
+    others = torch.cat([counts[:good_index], counts[good_index + 1 :]]).to(torch.float64)
+    others = others[others > 0]
+    if len(others) == 0:
+        return spread
+    ratio = float(counts[good_index]) / float(others.mean())
+    if bool((others == others[0]).all()):
+        return f"good {ratio:.1f}x each defect"
+    return f"good {ratio:.1f}x mean defect, {spread}"
+
+
+def describe_image_set(data: ImageSet, val_fraction: float = 0.15, test_fraction: float = 0.25) -> dict:
+    """The listing row of a loaded dataset (split counts are those of the default split)."""
+    counts = data.class_counts()
+    return _row(
+        data.name, data.image_shape, counts, data.good_index, data.source, val_fraction, test_fraction
+    )
+
+
+def _row(name, shape, counts, good_index, source, val_fraction=0.15, test_fraction=0.25) -> dict:
+    train, val, test = split_counts(counts, val_fraction, test_fraction)
+    return {
+        "name": name,
+        "image_size": f"{shape[0]}x{shape[1]}",
+        "classes": int((counts > 0).sum()),
+        "images": int(counts.sum()),
+        "counts": {"train": int(train.sum()), "val": int(val.sum()), "test": int(test.sum())},
+        "balance": balance_text(counts, good_index),
+        "source": source,
+    }
+
+
+def describe_datasets() -> list[dict]:
+    """A row per built-in source: inspection, digits, and fashion-mnist when its files exist.
+
+    Each row has the keys ``name``, ``image_size`` (``"HxW"``), ``classes`` (count), ``images``,
+    ``counts`` (``{"train": n, "val": n, "test": n}`` for the default split, seed 0: the counts
+    do not depend on the seed), ``balance`` and ``source``. When Fashion-MNIST is not installed its row
+    keeps the name, says so in ``source`` (with the install command) and has None elsewhere.
+    """
+    from bench.datasets import fashion_mnist
+    from bench.datasets.digits import load_digits_set
+    from bench.datasets.inspection import load_inspection
+
+    rows = [describe_image_set(load_inspection()), describe_image_set(load_digits_set())]
+    try:
+        # Labels only: the counts need no pixels, and the listing should be instant.
+        labels = torch.from_numpy(fashion_mnist.read_fashion_mnist_labels())
+        counts = torch.bincount(labels, minlength=len(fashion_mnist.CLASS_NAMES))
+        where = next(iter(fashion_mnist.find_fashion_mnist().values())).parent  # type: ignore[union-attr]
+        rows.append(_row("fashion-mnist", (28, 28), counts, 0, f"Fashion-MNIST IDX files in {where}"))
+    except BenchError:
+        rows.append(
+            {
+                "name": "fashion-mnist",
+                "image_size": None,
+                "classes": None,
+                "images": None,
+                "counts": None,
+                "balance": None,
+                "source": "not installed: apt-get install dataset-fashion-mnist",
+            }
+        )
+    return rows
