@@ -41,7 +41,7 @@ class BalancePlan:
         return BalancePlan("uniform", torch.full((c,), 1.0 / c, dtype=torch.float64), classes)
 
     def to_dict(self) -> dict:
-        out = {"scheme": self.scheme, "start": dict(zip(self.classes, self.start.tolist()))}
+        out = {"scheme": self.scheme, "start": dict(zip(self.classes, self.start.tolist(), strict=True))}
         if self.end is not None:
-            out["end"] = dict(zip(self.classes, self.end.tolist()))
+            out["end"] = dict(zip(self.classes, self.end.tolist(), strict=True))
         return out
