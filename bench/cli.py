@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default results/<dataset>-<timestamp>)")
     run.add_argument("--resume", action="store_true", help="continue RUN_DIR, skipping finished cells")
     run.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    run.add_argument("--threads", type=int, help="torch threads per cell (default: all cores)")
+    run.add_argument("--threads", type=int, help="torch threads per cell (default 1: the models are small, and threads that spin-wait "
+                     "for a busy core slow training down many times over)")
     run.add_argument("--executor", choices=EXECUTORS, default="local", help="where cells run (default local)")
     run.add_argument("--jobs", type=int, default=2, help="workers for --executor process (default 2)")
     run.add_argument("--address", help="Dask scheduler, tcp://HOST:8786 (default: a local cluster)")
@@ -74,10 +75,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _grid_from_args(args: argparse.Namespace) -> GridConfig:
+    from bench.schemes import check_scheme
     from methods import get_method_class, list_methods
     from methods.trunks import list_trunks
-
-    from bench.schemes import check_scheme
 
     kw: dict[str, Any] = load_grid_toml(Path(args.config)) if args.config else {}
     if args.all:
@@ -164,16 +164,12 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     _check_data(grid)
     if args.threads is not None and args.threads < 1:
         raise BenchError(f"--threads must be at least 1 (got {args.threads})")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.out or f"results/{grid.dataset.replace(':', '_').replace('/', '_')}-{stamp}")
     if (run_dir / RESULTS_FILE).exists() and not args.resume:
         raise BenchError(f"{run_dir} already holds results; pass --resume to continue it, or choose another --out")
     options = ExecutorOptions(
-        kind=args.executor, device=args.device, threads=args.threads, jobs=args.jobs, address=args.address
+        kind=args.executor, device=args.device, threads=args.threads or 1, jobs=args.jobs, address=args.address
     )
     # SIGTERM ends the run like Ctrl-C: the cell in flight is abandoned, finished ones are kept.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -234,11 +230,10 @@ def _print_summary(run_dir: Path, console: Console) -> None:
 
 
 def _list(args: argparse.Namespace, console: Console) -> int:
-    from methods import get_method_class, list_methods
-    from methods.trunks import list_trunks
-
     from bench.datasets import list_datasets
     from bench.schemes import list_schemes
+    from methods import get_method_class, list_methods
+    from methods.trunks import list_trunks
 
     kinds = {
         "methods": [(m, (get_method_class(m).__doc__ or "").strip().splitlines()[0]) for m in list_methods()],

@@ -25,7 +25,7 @@ class ExecutorOptions:
 
     kind: str = "local"
     device: str = "cpu"
-    threads: int | None = None
+    threads: int = 1
     jobs: int = 2
     address: str | None = None
 
@@ -55,8 +55,7 @@ def run_cells(
 def _run_process_pool(cells: list[CellConfig], options: ExecutorOptions) -> Iterator[tuple[CellConfig, dict]]:
     import multiprocessing
 
-    # Each worker gets its share of the cores so the pool does not oversubscribe them.
-    threads = options.threads or max(1, (multiprocessing.cpu_count() or 1) // max(options.jobs, 1))
+    threads = options.threads
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=options.jobs, mp_context=ctx) as pool:
         futures = {pool.submit(run_cell, cell, options.device, threads): cell for cell in cells}

@@ -1,0 +1,71 @@
+"""Plain classifier: softmax cross-entropy head on the trunk; the embedding is the trunk output."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.budget import Budget
+from methods.base import Batch, EmbeddingMethod, StepLoss, check_positive
+from methods.registry import register_method
+
+
+@register_method("classifier")
+class Classifier(EmbeddingMethod):
+    """A ``Linear(embedding_size, C)`` head trained with softmax cross-entropy.
+
+    Each step draws ``batch_images`` images: class by the plan weights, then a uniform
+    image within the class. ``embed`` returns the (unnormalized) trunk output, and
+    ``predict_head`` the head's logits. ``sampling_["active_share"]`` is the share of
+    images with non-zero cross-entropy (close to 1 by nature of the loss).
+
+    Args:
+        trunk: shared trunk name.
+        label_smoothing: passed to ``torch.nn.functional.cross_entropy``.
+    """
+
+    def __init__(self, *, trunk: str = "mlp", label_smoothing: float = 0.0) -> None:
+        super().__init__(trunk=trunk)
+        self.label_smoothing = label_smoothing
+
+    def check_params(self) -> None:
+        super().check_params()
+        check_positive(self.name, "label_smoothing", self.label_smoothing, allow_zero=True)
+
+    def _prepare(self, images: torch.Tensor, labels: torch.Tensor, budget: Budget) -> dict[str, nn.Module]:
+        self.head_ = nn.Linear(budget.embedding_size, self._num_classes)
+        return {"head": self.head_}
+
+    def _draw(self, weights: torch.Tensor) -> Batch:
+        index, gen = self._index, self._generator
+        classes = index.draw_classes(weights, self._batch_images, gen)
+        return Batch(positions=index.draw_in_class(classes, gen), anchor_classes=classes)
+
+    def _loss(self, batch: Batch) -> StepLoss:
+        x = self._images[batch.positions]
+        logits = self.head_(self.model_(x))
+        per_image = F.cross_entropy(
+            logits, batch.anchor_classes, reduction="none", label_smoothing=float(self.label_smoothing)
+        )
+        return StepLoss(
+            loss=per_image.mean(),
+            active=(per_image > 0).sum(),
+            tuples=int(x.shape[0]),
+            forward_images=int(x.shape[0]),
+        )
+
+    def predict_head(self, images: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """Class logits ``(n, C)``, float32 on the CPU (eval mode, no grad)."""
+        self._check_fitted()
+        device = next(self.head_.parameters()).device
+        self.model_.eval()
+        self.head_.eval()
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, images.shape[0], batch_size):
+                x = images[start : start + batch_size].to(device, torch.float32)
+                chunks.append(self.head_(self.model_(x)).float().cpu())
+        if not chunks:
+            return torch.empty(0, len(self.classes_))
+        return torch.cat(chunks)

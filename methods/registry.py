@@ -7,6 +7,7 @@ point names a module (or callable) whose import registers its methods.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TypeVar
@@ -68,5 +69,18 @@ def get_method_class(name: str) -> type:
 
 
 def create_method(name: str, **params):
-    """Construct the method registered as ``name`` with keyword hyperparameters."""
-    return get_method_class(name)(**params)
+    """Construct the method registered as ``name`` with keyword hyperparameters.
+
+    Raises:
+        BenchError: an unknown method name, or a hyperparameter the method does not take
+            (the message lists the ones it does).
+    """
+    cls = get_method_class(name)
+    accepted = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = [key for key in params if key not in accepted]
+        if unknown:
+            raise BenchError(
+                f"method {name!r} has no hyperparameter {unknown[0]!r}; it takes: {', '.join(accepted)}"
+            )
+    return cls(**params)

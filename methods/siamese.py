@@ -1,0 +1,113 @@
+"""Siamese network: pairs of images, same class or not, contrastive loss."""
+
+from __future__ import annotations
+
+import torch
+from pytorch_metric_learning.distances import LpDistance
+from pytorch_metric_learning.losses import ContrastiveLoss
+from pytorch_metric_learning.reducers import DoNothingReducer
+from torch import nn
+
+from bench.budget import Budget
+from bench.errors import BenchError
+from methods.base import Batch, EmbeddingMethod, StepLoss, check_choice, check_positive, per_tuple_reduce
+from methods.registry import register_method
+
+
+@register_method("siamese")
+class Siamese(EmbeddingMethod):
+    """Contrastive pairs: each step forms ``batch_images // 2`` pairs (a pair counts two images).
+
+    The first element's class is drawn by the plan weights, the image uniformly within it.
+    Exactly ``round(pairs * pair_positive_share)`` pairs are positive (second element a
+    uniform image of the same class), the rest negative (second element drawn as in
+    ``negatives``: ``"image"`` uniform over all other-class images, ``"class"`` uniform other
+    class then image).
+
+    Loss: pytorch-metric-learning's ``ContrastiveLoss`` with explicit pair indices
+    ``(a1, p, a2, n)`` and ``LpDistance(normalize_embeddings=normalize)``; per pair,
+    ``max(0, d - pos_margin)`` for positives and ``max(0, margin - d)`` for negatives,
+    reduced by ``reduction`` (``"mean"`` over all pairs by default, the classic form).
+
+    Args:
+        trunk: shared trunk name.
+        margin: negative margin (pairs of different classes are pushed beyond it).
+        pos_margin: positive margin (same-class pairs pulled within it).
+        pair_positive_share: share of positive pairs per step.
+        normalize: L2-normalize embeddings inside the loss (and in ``embed``).
+        negatives: ``"image"`` or ``"class"``.
+        reduction: ``"mean"`` or ``"mean-nonzero"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        trunk: str = "mlp",
+        margin: float = 1.0,
+        pos_margin: float = 0.0,
+        pair_positive_share: float = 0.5,
+        normalize: bool = True,
+        negatives: str = "image",
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(trunk=trunk)
+        self.margin = margin
+        self.pos_margin = pos_margin
+        self.pair_positive_share = pair_positive_share
+        self.normalize = normalize
+        self.negatives = negatives
+        self.reduction = reduction
+
+    def check_params(self) -> None:
+        super().check_params()
+        check_positive(self.name, "margin", self.margin)
+        check_positive(self.name, "pos_margin", self.pos_margin, allow_zero=True)
+        check_positive(self.name, "pair_positive_share", self.pair_positive_share, allow_zero=True)
+        if self.pair_positive_share > 1:
+            raise BenchError(
+                f"{self.name}: pair_positive_share must be in [0, 1], got {self.pair_positive_share}"
+            )
+        check_choice(self.name, "normalize", self.normalize, (True, False))
+        check_choice(self.name, "negatives", self.negatives, ("image", "class"))
+        check_choice(self.name, "reduction", self.reduction, ("mean", "mean-nonzero"))
+
+    def _prepare(self, images: torch.Tensor, labels: torch.Tensor, budget: Budget) -> dict[str, nn.Module]:
+        pairs = budget.batch_images // 2
+        if pairs < 1:
+            raise BenchError(
+                f"{self.name}: batch_images={budget.batch_images} is too small for one pair (needs >= 2)"
+            )
+        self._pairs = pairs
+        self._positives = int(round(pairs * self.pair_positive_share))
+        first = torch.arange(pairs, device=images.device)
+        second = first + pairs
+        k = self._positives
+        self._pair_idx = (first[:k], second[:k], first[k:], second[k:])
+        distance = LpDistance(normalize_embeddings=self.normalize, p=2, power=1)
+        self._loss_fn = ContrastiveLoss(
+            pos_margin=self.pos_margin, neg_margin=self.margin, distance=distance, reducer=DoNothingReducer()
+        )
+        return {}
+
+    def _draw(self, weights: torch.Tensor) -> Batch:
+        index, gen, k = self._index, self._generator, self._positives
+        classes = index.draw_classes(weights, self._pairs, gen)
+        first = index.draw_in_class(classes, gen)
+        same = index.draw_in_class(classes[:k], gen)
+        other = index.draw_negatives(classes[k:], gen, by=self.negatives)
+        return Batch(
+            positions=torch.cat([first, same, other]),
+            anchor_classes=classes,
+            negative_classes=self._labels[other],
+        )
+
+    def _loss(self, batch: Batch) -> StepLoss:
+        x = self._images[batch.positions]
+        emb = self.model_(x)
+        out = self._loss_fn(emb, indices_tuple=self._pair_idx)
+        parts = [out[key]["losses"] for key in ("pos_loss", "neg_loss")]
+        losses = torch.cat([p.reshape(-1) for p in parts if torch.is_tensor(p)] or [emb.new_zeros(0)])
+        loss = per_tuple_reduce(losses, self.reduction) if losses.numel() else emb.sum() * 0.0
+        return StepLoss(
+            loss=loss, active=(losses > 0).sum(), tuples=self._pairs, forward_images=int(x.shape[0])
+        )

@@ -1,0 +1,28 @@
+"""Shared fixtures: the digits data set split once per session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.datasets import load_dataset, split_dataset
+
+
+@pytest.fixture(scope="session")
+def digits_splits():
+    """scikit-learn digits, split train / val / test with seed 0 (no download, ~1,800 images)."""
+    return split_dataset(load_dataset("digits"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run a module's training on one intra-op thread, then restore the setting.
+
+    On a small shared machine, torch's default of one thread per core slows tiny models by
+    10-100x as soon as other processes compete for the cores (threads spin-wait on each
+    other); one thread keeps test time predictable. Fit itself never touches this setting.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
