@@ -23,7 +23,7 @@ import pandas as pd
 
 from bench import plots
 from bench.stats import paired_comparison, summarize
-from bench.store import RESULTS_FILE, latest_by_hash, read_records
+from bench.store import latest_by_hash, read_records
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ def digits_splits():
     return split_dataset(load_dataset("digits"), seed=0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def single_thread():
-    """Run a module's training on one intra-op thread, then restore the setting.
+    """Run the tests' in-process training on one intra-op thread, as the runner does by default.
 
     On a small shared machine, torch's default of one thread per core slows tiny models by
     10-100x as soon as other processes compete for the cores (threads spin-wait on each

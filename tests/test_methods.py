@@ -14,7 +14,6 @@ from bench.errors import BenchError
 from methods import create_method, list_methods
 from methods.base import RECORD_EVERY, TrainingDiverged
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 SMALL = Budget(steps=150, batch_images=96)
 SAMPLING_KEYS = {
     "anchor_counts",

@@ -18,7 +18,6 @@ from bench.plan import BalancePlan
 from methods import create_method
 from methods.sampling import ClassIndex, plan_weight_table
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 DRAWS = 100_000
 SIGMAS = 4.5
 

@@ -1,0 +1,121 @@
+"""The runner end to end: real training on small data, real files, real subprocesses."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main
+from bench.errors import BenchError
+from bench.store import read_records
+from methods import registry
+from methods.base import EmbeddingMethod
+
+QUICK = ["--quick", "--steps", "20"]
+
+
+def bench(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_run_all_quick_writes_every_cell_and_a_report(tmp_path):
+    out = tmp_path / "run"
+    proc = bench("run", "--all", "--quick", "--out", str(out))
+    records = read_records(out)
+    cells = {(r["config"]["method"], r["config"]["scheme"]) for r in records}
+    assert len(records) == 20 and len(cells) == 20
+    assert {m for m, _ in cells} == {"siamese", "mean-anchor-triplet", "mined-triplet", "classifier"}
+    assert {s for _, s in cells} == {"uniform", "natural", "sqrt", "good-x5", "effective-number"}
+    assert all(r["status"] == "ok" for r in records)
+    r = records[0]
+    for key in ("schema_version", "hash", "config", "metrics", "timing", "sampling", "env"):
+        assert key in r
+    assert set(r["timing"]) >= {"train_s", "train_images_per_s", "embed_images_per_s", "peak_rss_mb"}
+    assert r["sampling"]["anchor_counts"].keys() == set(r["dataset"]["classes"])
+    assert (out / "report.md").exists() and (out / "config.toml").exists()
+    assert "accuracy" in proc.stdout  # the closing method x scheme table
+
+
+def test_resume_reruns_nothing_that_finished(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--method", "classifier", "--scheme", "uniform", "--scheme", "good-x5", *QUICK, "--out", str(out)]
+    bench(*args)
+    first = (out / "results.jsonl").read_text()
+    proc = bench(*args, "--resume")
+    assert (out / "results.jsonl").read_text() == first
+    assert "skipped 2" in proc.stdout
+
+
+def test_rerunning_into_a_finished_directory_without_resume_is_refused(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--method", "classifier", "--scheme", "uniform", *QUICK, "--out", str(out)]
+    bench(*args)
+    before = (out / "results.jsonl").read_text()
+    proc = bench(*args, check=False)
+    assert proc.returncode == 2 and "--resume" in proc.stderr and "Traceback" not in proc.stderr
+    assert (out / "results.jsonl").read_text() == before
+
+
+class AlwaysFails(EmbeddingMethod):
+    """A method whose fit raises: stands for any cell that breaks."""
+
+    def fit(self, train, val=None, plan=None, budget=None, seed=0, device="cpu", progress=None):
+        raise RuntimeError("deliberate failure for the test")
+
+
+def test_a_failing_cell_is_recorded_while_the_others_complete(tmp_path, monkeypatch):
+    # Registered for this test only, so the registry-wide contract tests never see it.
+    monkeypatch.setitem(registry._METHODS, "always-fails", AlwaysFails)
+    out = tmp_path / "run"
+    code = main(["run", "--method", "always-fails", "--method", "classifier", "--scheme", "uniform",
+                 *QUICK, "--out", str(out)])
+    assert code == 1
+    records = {r["config"]["method"]: r for r in read_records(out)}
+    assert records["classifier"]["status"] == "ok"
+    assert records["always-fails"]["status"] == "failed"
+    assert "deliberate failure" in records["always-fails"]["error"]
+    assert "deliberate failure" in (out / "report.md").read_text()
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    args = ["run", "--method", "mined-triplet", "--scheme", "sqrt", *QUICK]
+    for name in ("a", "b"):
+        assert main([*args, "--out", str(tmp_path / name)]) == 0
+    a, b = (read_records(tmp_path / n)[0] for n in ("a", "b"))
+    assert a["hash"] == b["hash"]
+    assert json.dumps(a["metrics"], sort_keys=True) == json.dumps(b["metrics"], sort_keys=True)
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["run", "--method", "siamse"], "did you mean 'siamese'"),
+        (["run", "--all", "--scheme", "good-x"], "malformed scheme"),
+        (["run", "--all", "--dataset", "digitz"], "did you mean 'digits'"),
+        (["run", "--all", "--trunk", "mpl"], "did you mean 'mlp'"),
+        (["run", "--all", "--device", "cuda:0"], "CUDA"),
+        (["run"], "nothing to run"),
+        (["report", "/nonexistent/run"], "no results.jsonl"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path):
+    import torch
+
+    if "cuda:0" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code = main([*argv, "--out", str(tmp_path / "x")] if argv[0] == "run" else argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert fragment in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bench_error_is_not_a_traceback_from_a_subprocess():
+    proc = bench("run", "--method", "nope", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: unknown method 'nope'")
+    assert BenchError.__name__ not in proc.stderr
