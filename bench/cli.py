@@ -17,7 +17,7 @@ from rich_argparse import RichHelpFormatter
 
 from bench.budget import Budget
 from bench.config import GridConfig, load_grid_toml
-from bench.errors import BenchError
+from bench.errors import BenchError, unknown_name
 from bench.executors import EXECUTORS, ExecutorOptions
 from bench.schemes import DEFAULT_SCHEMES
 
@@ -80,6 +80,8 @@ def _grid_from_args(args: argparse.Namespace) -> GridConfig:
     from methods.trunks import list_trunks
 
     kw: dict[str, Any] = load_grid_toml(Path(args.config)) if args.config else {}
+    if not isinstance(kw.get("dataset_options", {}), dict):
+        raise BenchError("dataset_options must be a table")
     if args.all:
         kw["methods"] = tuple(list_methods())
         kw.setdefault("schemes", DEFAULT_SCHEMES)
@@ -112,27 +114,19 @@ def _grid_from_args(args: argparse.Namespace) -> GridConfig:
     kw["dataset_options"] = options
     budget = kw.get("budget", QUICK_BUDGET if args.quick else Budget())
     changes = {"steps": args.steps, "batch_images": args.batch_images, "lr": args.lr}
-    budget = replace(budget, **{k: v for k, v in changes.items() if v is not None})
-    if budget.steps < 1 or budget.batch_images < 6 or budget.lr <= 0:
-        raise BenchError("the budget needs --steps >= 1, --batch-images >= 6 and --lr > 0")
-    kw["budget"] = budget
-    for name in kw["methods"]:
+    kw["budget"] = replace(budget, **{k: v for k, v in changes.items() if v is not None})
+    grid = GridConfig(**kw)
+    for name in grid.methods:
         get_method_class(name)
-    for name in kw["schemes"]:
+    for name in grid.schemes:
         check_scheme(name)
-    trunk = kw.get("trunk", "mlp")
-    if trunk not in list_trunks():
-        import difflib
+    if grid.trunk not in list_trunks():
+        raise unknown_name("trunk", grid.trunk, list_trunks())
+    from bench.rules import RULES
 
-        close = difflib.get_close_matches(trunk, list_trunks(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise BenchError(f"unknown trunk {trunk!r}{hint}; known trunks: {', '.join(list_trunks())}")
-    from bench.evaluate import RULES
-
-    rule = kw.get("headline_rule", "knn5")
-    if rule not in RULES:
-        raise BenchError(f"unknown headline rule {rule!r}; known rules: {', '.join(RULES)}")
-    return GridConfig(**kw)
+    if grid.headline_rule not in RULES:
+        raise unknown_name("headline rule", grid.headline_rule, list(RULES))
+    return grid
 
 
 def _check_device(device: str) -> None:

@@ -86,6 +86,37 @@ class GridConfig:
     cost_overkill: float = 1.0
     good_share: float | None = None
 
+    def __post_init__(self) -> None:
+        def names(key: str) -> None:
+            value = getattr(self, key)
+            if not isinstance(value, tuple | list) or not all(isinstance(v, str) and v for v in value):
+                raise BenchError(f"{key} must be a list of names (got {value!r})")
+
+        names("methods")
+        names("schemes")
+        if not isinstance(self.seeds, tuple | list) or not self.seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in self.seeds
+        ):
+            raise BenchError(f"seeds must be a non-empty list of whole numbers in [0, 2^31) (got {self.seeds!r})")
+        for key in ("dataset", "trunk", "headline_rule"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise BenchError(f"{key} must be a name (got {getattr(self, key)!r})")
+        for key in ("cost_escape", "cost_overkill"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+                raise BenchError(f"{key} must be a finite number >= 0 (got {value!r})")
+        share = self.good_share
+        if share is not None and (isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1):
+            raise BenchError(f"good_share must be a number between 0 and 1 (got {share!r})")
+        if not isinstance(self.budget, Budget):
+            raise BenchError(f"budget must be a table of {', '.join(Budget().to_dict())}")
+        if not isinstance(self.dataset_options, dict):
+            raise BenchError("dataset_options must be a table")
+        for key in ("scheme_options", "method_params"):
+            table = getattr(self, key)
+            if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+                raise BenchError(f"{key} must be a table of tables, one per name")
+
     def cells(self) -> list[CellConfig]:
         """Cells in run order: seed-major, so a partial run already holds whole seeds."""
         return [
@@ -167,9 +198,11 @@ def load_grid_toml(path: Path) -> dict[str, Any]:
         bad = sorted(set(out["budget"]) - budget_keys)
         if bad:
             raise BenchError(f"config file {str(path)!r} has unknown budget key(s) {', '.join(bad)}; valid: {', '.join(sorted(budget_keys))}")
+        if not isinstance(out["budget"], dict):
+            raise BenchError(f"config file {str(path)!r}: budget must be a table")
         out["budget"] = Budget(**out["budget"])
     for key in ("methods", "schemes", "seeds"):
-        if key in out:
+        if isinstance(out.get(key), list):
             out[key] = tuple(out[key])
     return out
 

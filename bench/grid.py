@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.atomic import write_text_atomic
 from bench.config import CellConfig, GridConfig
 from bench.executors import ExecutorOptions, run_cells
 from bench.progress import GridProgress
@@ -40,7 +41,7 @@ def run_grid(
     """
     options = options or ExecutorOptions()
     store = ResultStore(run_dir)
-    (Path(run_dir) / "config.toml").write_text(grid.to_toml())
+    write_text_atomic(Path(run_dir) / "config.toml", grid.to_toml())
     cells = grid.cells()
     done = store.finished_hashes() if resume else set()
     todo = [c for c in cells if c.hash not in done]

@@ -7,8 +7,6 @@ sees a half-written image and a crashed rebuild leaves the previous figure in pl
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,26 +15,19 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from bench.atomic import write_bytes_atomic
+
 GOOD_COLOUR = "black"
 DPI = 110
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically; returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            # No "Software" stamp: the bytes then depend on the data only.
-            fig.savefig(fh, format="png", dpi=DPI, metadata={"Software": None})
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a published figure is world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    # No "Software" stamp: the bytes then depend on the data only.
+    return write_bytes_atomic(
+        Path(path), lambda fh: fig.savefig(fh, format="png", dpi=DPI, metadata={"Software": None})
+    )
 
 
 def _defect_colours(codes: Sequence[str], good: str | None) -> dict[str, tuple]:

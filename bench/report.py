@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench import plots
+from bench.atomic import write_text_atomic
 from bench.stats import paired_comparison, summarize
 from bench.store import latest_by_hash, read_records
 
@@ -730,18 +730,6 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(run_dir: str | os.PathLike) -> Path:
     """(Re)build ``run_dir/report.md`` and ``run_dir/plots/*.png`` from ``run_dir/results.jsonl``.
 
@@ -755,6 +743,6 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     records = load_records(run_dir)
     text = render_report(records, run_dir / PLOTS_DIR)
     path = run_dir / REPORT_FILE
-    _write_atomic(path, text)
+    write_text_atomic(path, text)
     logger.info("wrote %s from %d records", path, len(records))
     return path

@@ -7,13 +7,12 @@ A scheme is a function ``(counts, good_index, **options) -> BalancePlan``. Regis
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 
 import torch
 
-from bench.errors import BenchError
+from bench.errors import BenchError, unknown_name
 from bench.plan import BalancePlan
 
 Scheme = Callable[..., BalancePlan]
@@ -49,9 +48,7 @@ def check_scheme(name: str) -> None:
         if not _GOOD_X.match(name) or float(_GOOD_X.match(name)["k"]) <= 0:
             raise BenchError(f"malformed scheme {name!r}: write good-xK with a positive number K, e.g. good-x5")
         return
-    close = difflib.get_close_matches(name, [*_SCHEMES, "good-x5"], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise BenchError(f"unknown scheme {name!r}{hint}; known schemes: {', '.join(list_schemes())}")
+    raise unknown_name("scheme", name, list_schemes())
 
 
 def make_plan(

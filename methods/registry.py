@@ -12,7 +12,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TypeVar
 
-from bench.errors import BenchError
+from bench.errors import BenchError, unknown_name
 
 T = TypeVar("T", bound=type)
 
@@ -60,11 +60,7 @@ def get_method_class(name: str) -> type:
     """The class registered as ``name``; an unknown name is a BenchError listing the known ones."""
     _load_plugins()
     if name not in _METHODS:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(_METHODS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise BenchError(f"unknown method {name!r}{hint}; known methods: {', '.join(sorted(_METHODS))}")
+        raise unknown_name("method", name, list(_METHODS))
     return _METHODS[name]
 
 

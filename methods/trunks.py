@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from bench.errors import BenchError
+from bench.errors import unknown_name
 
 TrunkBuilder = Callable[[tuple[int, int], int], nn.Module]
 
@@ -40,7 +40,7 @@ def build_trunk(name: str, image_shape: tuple[int, int], embedding_size: int = 1
         BenchError: an unknown trunk name (the message lists the known ones).
     """
     if name not in _TRUNKS:
-        raise BenchError(f"unknown trunk {name!r}; known trunks: {', '.join(list_trunks())}")
+        raise unknown_name("trunk", name, list_trunks())
     return _TRUNKS[name](tuple(image_shape), int(embedding_size))
 
 

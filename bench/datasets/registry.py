@@ -6,13 +6,12 @@ the Hugging Face loader.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 
 from bench.datasets.image_set import ImageSet
 from bench.datasets.validate import check_image_set
-from bench.errors import BenchError
+from bench.errors import BenchError, unknown_name
 
 Loader = Callable[..., ImageSet]
 _DATASETS: dict[str, Loader] = {}
@@ -46,11 +45,7 @@ def load_dataset(name: str, **options) -> ImageSet:
 
         return load_hf(name[3:], **options)
     if name not in _DATASETS:
-        close = difflib.get_close_matches(name, list(_DATASETS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise BenchError(
-            f"unknown dataset {name!r}{hint}; known: {', '.join(list_datasets())}, or hf:<name-or-path>"
-        )
+        raise unknown_name("dataset", name, list_datasets(), extra=", or hf:<name-or-path>")
     loader = _DATASETS[name]
     try:
         inspect.signature(loader).bind(**options)
