@@ -16,7 +16,7 @@ from rich.table import Table
 from rich_argparse import RichHelpFormatter
 
 from bench.budget import Budget
-from bench.config import GridConfig, load_grid_toml
+from bench.config import CellConfig, GridConfig, load_grid_toml
 from bench.errors import BenchError, unknown_name
 from bench.executors import EXECUTORS, ExecutorOptions
 from bench.schemes import DEFAULT_SCHEMES
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=2, help="workers for --executor process (default 2)")
     run.add_argument("--address", help="Dask scheduler, tcp://HOST:8786 (default: a local cluster)")
     run.add_argument("--config", help="TOML grid file; flags override it")
+    run.add_argument("--dry-run", action="store_true", help="print the resolved grid (TOML) and exit")
 
     lst = sub.add_parser("list", help="list methods, schemes, datasets and trunks", formatter_class=RichHelpFormatter)
     lst.add_argument("kind", nargs="?", choices=("methods", "schemes", "datasets", "trunks"), help="only this kind")
@@ -71,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir")
 
     sub.add_parser("datasets", help="describe the built-in datasets", formatter_class=RichHelpFormatter)
+
+    again = sub.add_parser(
+        "rerun", help="rerun one recorded cell and report any difference", formatter_class=RichHelpFormatter
+    )
+    again.add_argument("run_dir")
+    again.add_argument("hash", help="the cell's hash (a unique prefix is enough)")
+    again.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    again.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     return parser
 
 
@@ -155,9 +164,15 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
     grid = _grid_from_args(args)
     _check_device(args.device)
-    _check_data(grid)
     if args.threads is not None and args.threads < 1:
         raise BenchError(f"--threads must be at least 1 (got {args.threads})")
+    if args.jobs < 1:
+        raise BenchError(f"--jobs must be at least 1 (got {args.jobs})")
+    if args.dry_run:
+        print(grid.to_toml(), end="")
+        print(f"# {len(grid.cells())} cell(s)")
+        return 0
+    _check_data(grid)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.out or f"results/{grid.dataset.replace(':', '_').replace('/', '_')}-{stamp}")
     if (run_dir / RESULTS_FILE).exists() and not args.resume:
@@ -278,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(Path(args.run_dir), console)
         if args.command == "datasets":
             return _datasets(console)
+        if args.command == "rerun":
+            return _rerun(args, console)
     except BenchError as exc:
         if args.debug:
             raise
@@ -287,6 +304,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return 2
+
+
+def _rerun(args: argparse.Namespace, console: Console) -> int:
+    from bench.rerun import rerun
+
+    _check_device(args.device)
+    record, fresh, diffs = rerun(Path(args.run_dir), args.hash, device=args.device, threads=args.threads)
+    label = CellConfig.from_dict(record["config"]).label
+    if not diffs:
+        console.print(f"{record['hash']} ({label}): rerun matches the record ({fresh['status']})")
+        return 0
+    console.print(f"{record['hash']} ({label}): {len(diffs)} difference(s)")
+    for line in diffs[:50]:
+        console.print(f"  {line}", highlight=False)
+    return 1
 
 
 def _report(run_dir: Path, console: Console) -> int:
