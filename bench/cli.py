@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -59,8 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     run.add_argument("--threads", type=int, help="torch threads per cell (default 1: the models are small, and threads that spin-wait "
                      "for a busy core slow training down many times over)")
-    run.add_argument("--executor", choices=EXECUTORS, default="local", help="where cells run (default local)")
-    run.add_argument("--jobs", type=int, default=2, help="workers for --executor process (default 2)")
+    run.add_argument(
+        "--executor", choices=EXECUTORS,
+        help="where cells run: local (this process, live step bar), process (a pool of --jobs workers) or "
+        "dask (default: process when there are several cells and cores, else local)",
+    )
+    run.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                     help="workers for --executor process or a local dask cluster (default: one per core)")
     run.add_argument("--address", help="Dask scheduler, tcp://HOST:8786 (default: a local cluster)")
     run.add_argument("--config", help="TOML grid file; flags override it")
     run.add_argument("--dry-run", action="store_true", help="print the resolved grid (TOML) and exit")
@@ -178,7 +184,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if (run_dir / RESULTS_FILE).exists() and not args.resume:
         raise BenchError(f"{run_dir} already holds results; pass --resume to continue it, or choose another --out")
     options = ExecutorOptions(
-        kind=args.executor, device=args.device, threads=args.threads or 1, jobs=args.jobs, address=args.address
+        kind=args.executor or ("process" if args.jobs > 1 and len(grid.cells()) > 1 else "local"),
+        device=args.device, threads=args.threads or 1, jobs=args.jobs, address=args.address
     )
     # SIGTERM ends the run like Ctrl-C: the cell in flight is abandoned, finished ones are kept.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -238,23 +245,30 @@ def _print_summary(run_dir: Path, console: Console) -> None:
     console.print(table)
 
 
+def _about(obj: object) -> str:
+    """The first line of a plug-in's docstring, for ``list``."""
+    return ((getattr(obj, "__doc__", None) or "").strip().splitlines() or [""])[0]
+
+
 def _list(args: argparse.Namespace, console: Console) -> int:
-    from bench.datasets import list_datasets
-    from bench.schemes import list_schemes
+    from bench.datasets.registry import _DATASETS
+    from bench.schemes import _SCHEMES
     from methods import get_method_class, list_methods
-    from methods.trunks import list_trunks
+    from methods.trunks import _TRUNKS
 
     kinds = {
-        "methods": [(m, (get_method_class(m).__doc__ or "").strip().splitlines()[0]) for m in list_methods()],
-        "schemes": [(s, "") for s in list_schemes()],
-        "datasets": [(d, "") for d in list_datasets()] + [("hf:<name-or-path>", "any Hugging Face datasets source")],
-        "trunks": [(t, "") for t in list_trunks()],
+        "methods": [(m, _about(get_method_class(m))) for m in list_methods()],
+        "schemes": [(s, _about(f)) for s, f in sorted(_SCHEMES.items())]
+        + [("good-xK", "The good class K times each defect class (any K > 0; good-x5 is the reference's fix).")],
+        "datasets": [(d, _about(f)) for d, f in sorted(_DATASETS.items())]
+        + [("hf:<name-or-path>", "Any Hugging Face datasets source: hub name, save_to_disk folder, image folder, parquet.")],
+        "trunks": [(t, _about(f)) for t, f in sorted(_TRUNKS.items())],
     }
     for kind, items in kinds.items():
         if args.kind and kind != args.kind:
             continue
         table = Table(title=kind, show_header=False)
-        table.add_column("name")
+        table.add_column("name", no_wrap=True)
         table.add_column("about")
         for name, about in items:
             table.add_row(name, about)
