@@ -83,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
         "rerun", help="rerun one recorded cell and report any difference", formatter_class=RichHelpFormatter
     )
     again.add_argument("run_dir")
+
+    from bench.profile import add_profile_arguments
+
+    prof = sub.add_parser(
+        "profile", help="time each method's fit against a bare loop and a per-item pipeline",
+        formatter_class=RichHelpFormatter,
+    )
+    add_profile_arguments(prof)
     again.add_argument("hash", help="the cell's hash (a unique prefix is enough)")
     again.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     again.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -309,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _datasets(console)
         if args.command == "rerun":
             return _rerun(args, console)
+        if args.command == "profile":
+            from bench.profile import run_profile
+
+            return run_profile(args, console)
     except BenchError as exc:
         if args.debug:
             raise

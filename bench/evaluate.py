@@ -18,7 +18,7 @@ from sklearn.decomposition import PCA
 from bench.datasets.image_set import ImageSet, Splits
 from bench.errors import BenchError
 from bench.metrics import classification_metrics, compact_metrics
-from bench.retrieval import retrieval_metrics
+from bench.retrieval import retrieval_and_neighbours, retrieval_metrics
 from bench.rules import RULES, l2_normalize, predict_rules
 
 HEADLINE_DEFAULT = "knn5"
@@ -90,8 +90,8 @@ def evaluate(
         embed_sample: test embeddings kept for the 2-D projection.
         retrieval_max_queries: cap on the test queries of the retrieval view (a fixed-seed
             random subset); None uses all. Retrieval dominates evaluation time (MAP@R ranks the
-            R = largest-class-size nearest references of every query: ~13 s for 10k queries
-            against 60k references on 2 cores), and its cost is linear in the queries.
+            R = largest-class-size nearest references of every query), and its cost is linear
+            in the queries. With all queries, its neighbour search also serves the k-NN rules.
 
     Returns:
         ``metrics`` (the headline rule's test metrics merged with the retrieval metrics),
@@ -116,9 +116,27 @@ def evaluate(
         mean_image_emb = method.embed(mean_images(train.images, train.labels, num_classes)).detach().float()
         heads = {name: _head(method, s.images) for name, s in _named(splits) if name != "train"}
 
+        # One neighbour search over the test queries serves the retrieval view (R nearest)
+        # and the k-NN rules (5 nearest), unless retrieval runs on a subset of the queries.
+        queries = _query_subset(len(splits.test), retrieval_max_queries)
+        test_neighbours = None
+        if len(queries) == len(splits.test):
+            retrieval, test_neighbours = retrieval_and_neighbours(
+                emb["test"], splits.test.labels, emb["train"], train.labels, keep=5
+            )
+        else:
+            retrieval = retrieval_metrics(
+                emb["test"][queries], splits.test.labels[queries], emb["train"], train.labels
+            )
         preds = {
             name: predict_rules(
-                emb["train"], train.labels, emb[name], mean_image_emb, num_classes, heads[name]
+                emb["train"],
+                train.labels,
+                emb[name],
+                mean_image_emb,
+                num_classes,
+                heads[name],
+                neighbours=test_neighbours if name == "test" else None,
             )
             for name in ("val", "test")
         }
@@ -133,10 +151,6 @@ def evaluate(
             split.labels, y_pred, classes, split.good_index, cost_escape, cost_overkill, good_share
         )
 
-    queries = _query_subset(len(splits.test), retrieval_max_queries)
-    retrieval = retrieval_metrics(
-        emb["test"][queries], splits.test.labels[queries], emb["train"], train.labels
-    )
     metrics_by_rule = {
         rule: {**measure(splits.test, y_pred), **retrieval} for rule, y_pred in preds["test"].items()
     }

@@ -109,6 +109,7 @@ def predict_rules(
     num_classes: int,
     head_logits: torch.Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    neighbours: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Class predictions of every applicable rule for ``query_emb``.
 
@@ -121,6 +122,9 @@ def predict_rules(
         num_classes: C.
         head_logits: (n, C) classifier logits for the queries, or None (no ``head`` rule).
         chunk_size: queries per similarity matrix (memory bound).
+        neighbours: optional (n, >= 5) positions of each query's nearest training embeddings,
+            nearest first, from a search already made (e.g. the retrieval view's); the k-NN
+            rules then search no more.
 
     Returns:
         ``{rule: LongTensor (n,)}`` in ``RULES`` order, holding only the rules that apply.
@@ -132,7 +136,11 @@ def predict_rules(
     if mean_image_emb is not None:
         out["mean_image"] = nearest_centre(query_emb, mean_image_emb, present)
     # One neighbour search serves both k-NN rules: the 5 nearest include the nearest.
-    _, idx = nearest_neighbours(query_emb, train_emb, 5, chunk_size)
+    k = min(5, train_emb.shape[0])
+    if neighbours is not None and neighbours.shape[1] >= k:
+        idx = neighbours[:, :k]
+    else:
+        _, idx = nearest_neighbours(query_emb, train_emb, k, chunk_size)
     neighbour_labels = train_labels[idx]
     out["knn1"] = neighbour_labels[:, 0].clone()
     out["knn5"] = knn_vote(neighbour_labels, num_classes)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.losses import TripletMarginLoss
-from pytorch_metric_learning.miners import BatchHardMiner, TripletMarginMiner
 from pytorch_metric_learning.reducers import DoNothingReducer
 from torch import nn
 
@@ -16,6 +15,99 @@ from methods.registry import register_method
 
 MINERS = ("semihard", "hard", "all", "batch-hard")
 
+#: Most (positive pair, candidate negative) entries mined at once; bounds the miner's memory.
+MINING_CHUNK = 1 << 22
+
+
+def _pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same-label pairs without the diagonal, and different-label pairs, both (n, n) bool."""
+    same = labels[:, None] == labels[None, :]
+    matches = same.clone()
+    matches.fill_diagonal_(False)
+    return matches, ~same
+
+
+def mine_margin_triplets(
+    mat: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float,
+    type_of_triplets: str = "semihard",
+    is_inverted: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The triplets pytorch-metric-learning's ``TripletMarginMiner`` returns, without its n^3 table.
+
+    The library enumerates every (anchor, positive, negative) triplet of the batch (about
+    700k for 192 images) and then filters them. Here each positive pair ``(a, p)`` (in the
+    library's lexicographic order) is compared with a whole row ``mat[a]`` of candidate
+    negatives at once, an ``(pairs, n)`` mask built in chunks of ``MINING_CHUNK`` entries.
+    The margin of a triplet is the same float subtraction of the same distance-matrix
+    entries, compared with the same thresholds, so the selection is identical, and so is
+    the order (by anchor, then positive, then negative).
+
+    Args:
+        mat: (n, n) distances (or similarities when ``is_inverted``), as the miner's
+            ``distance(embeddings, embeddings)`` returns them.
+        labels: (n,) class labels.
+        margin: the miner's margin.
+        type_of_triplets: ``"all"``, ``"hard"``, ``"semihard"`` or ``"easy"``.
+        is_inverted: the distance is a similarity (larger is closer).
+
+    Returns:
+        ``(anchors, positives, negatives)`` int64 index tensors of equal length.
+    """
+    if type_of_triplets not in ("all", "hard", "semihard", "easy"):
+        raise BenchError(f"unknown triplet type {type_of_triplets!r}")
+    matches, diffs = _pair_masks(labels)
+    anchors, positives = torch.where(matches)
+    # NaN where the candidate shares the anchor's class: every comparison with NaN is False,
+    # so those entries drop out of each triplet type without a separate mask.
+    negative_mat = mat.masked_fill(~diffs, float("nan"))
+    n = mat.shape[0]
+    step = max(1, MINING_CHUNK // max(n, 1))
+    found = []
+    for start in range(0, anchors.numel(), step):
+        a = anchors[start : start + step]
+        p = positives[start : start + step]
+        ap_dist = mat[a, p].unsqueeze(1)
+        an_dist = negative_mat[a]
+        triplet_margin = ap_dist - an_dist if is_inverted else an_dist - ap_dist
+        if type_of_triplets == "easy":
+            keep = triplet_margin > margin
+        else:
+            keep = triplet_margin <= margin
+            if type_of_triplets == "hard":
+                keep &= triplet_margin <= 0
+            elif type_of_triplets == "semihard":
+                keep &= triplet_margin > 0
+        pair, negative = keep.nonzero().unbind(1)
+        found.append((a[pair], p[pair], negative))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        empty = labels.new_zeros(0, dtype=torch.int64)
+        return empty, empty.clone(), empty.clone()
+    return tuple(torch.cat(parts) for parts in zip(*found, strict=True))
+
+
+def mine_batch_hard(
+    mat: torch.Tensor, labels: torch.Tensor, is_inverted: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The triplets pytorch-metric-learning's ``BatchHardMiner`` returns: for every anchor with
+    a positive and a negative, its farthest positive and nearest negative (ties broken by
+    ``torch.max``/``torch.min`` on the same masked matrix, as the library does)."""
+    matches, diffs = _pair_masks(labels)
+    far, near = (float("inf"), float("-inf")) if is_inverted else (float("-inf"), float("inf"))
+    pos_mat = mat.masked_fill(~matches, far)
+    neg_mat = mat.masked_fill(~diffs, near)
+    if is_inverted:
+        positives = pos_mat.min(1).indices
+        negatives = neg_mat.max(1).indices
+    else:
+        positives = pos_mat.max(1).indices
+        negatives = neg_mat.min(1).indices
+    (anchors,) = torch.where(matches.any(1) & diffs.any(1))
+    return anchors, positives[anchors], negatives[anchors]
+
 
 @register_method("mined-triplet")
 class MinedTriplet(EmbeddingMethod):
@@ -25,9 +117,10 @@ class MinedTriplet(EmbeddingMethod):
     plan weights, ``images_per_class`` uniform images (with replacement) for each draw,
     truncated to ``batch_images``; a class drawn twice simply contributes more images.
 
-    Mining: pytorch-metric-learning's ``TripletMarginMiner(type_of_triplets=miner)`` for
-    ``"semihard"`` (default), ``"hard"`` or ``"all"``, or ``BatchHardMiner`` for
-    ``"batch-hard"``; then its ``TripletMarginLoss`` on the mined triplets, with
+    Mining: the triplets pytorch-metric-learning's ``TripletMarginMiner(type_of_triplets=miner)``
+    selects for ``"semihard"`` (default), ``"hard"`` or ``"all"``, or its ``BatchHardMiner`` for
+    ``"batch-hard"`` (computed by ``mine_margin_triplets`` / ``mine_batch_hard``: the same
+    triplets without the library's table of every triplet); then its ``TripletMarginLoss`` on the mined triplets, with
     ``LpDistance(normalize_embeddings=normalize)`` (plain Euclidean) for both, reduced over
     the triplets with non-zero loss (``reduction="mean-nonzero"``, the library's default).
     ``sampling_["tuples"]`` counts mined triplets; ``anchor_counts`` the batch images per
@@ -79,12 +172,7 @@ class MinedTriplet(EmbeddingMethod):
         m = self.images_per_class
         self._groups = -(-budget.batch_images // m)
         distance = LpDistance(normalize_embeddings=self.normalize, p=2, power=1)
-        if self.miner == "batch-hard":
-            self._miner = BatchHardMiner(distance=distance)
-        else:
-            self._miner = TripletMarginMiner(
-                margin=self.margin, type_of_triplets=self.miner, distance=distance
-            )
+        self._distance = distance
         self._loss_fn = TripletMarginLoss(margin=self.margin, distance=distance, reducer=DoNothingReducer())
         return {}
 
@@ -94,11 +182,21 @@ class MinedTriplet(EmbeddingMethod):
         classes = groups.repeat_interleave(self.images_per_class)[: self._batch_images]
         return Batch(positions=index.draw_in_class(classes, gen), anchor_classes=classes)
 
+    def _mine(self, emb: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.no_grad():
+            # As the library's miners: distance(embeddings, ref_emb) with ref_emb = embeddings.
+            detached = emb.detach()
+            mat = self._distance(detached, detached)
+            inverted = self._distance.is_inverted
+            if self.miner == "batch-hard":
+                return mine_batch_hard(mat, labels, inverted)
+            return mine_margin_triplets(mat, labels, self.margin, self.miner, inverted)
+
     def _loss(self, batch: Batch) -> StepLoss:
         labels = batch.anchor_classes
         x = self._images[batch.positions]
         emb = self.model_(x)
-        triplets = self._miner(emb, labels)
+        triplets = self._mine(emb, labels)
         batch.negative_classes = labels[triplets[2]]
         out = self._loss_fn(emb, labels, indices_tuple=triplets)
         losses = out["loss"]["losses"]

@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 import torch
-from pytorch_metric_learning.distances import LpDistance
-from pytorch_metric_learning.losses import ContrastiveLoss
-from pytorch_metric_learning.reducers import DoNothingReducer
 from torch import nn
 
 from bench.budget import Budget
 from bench.errors import BenchError
 from methods.base import Batch, EmbeddingMethod, StepLoss, check_choice, check_positive, per_tuple_reduce
 from methods.registry import register_method
+
+
+def contrastive_losses(
+    first: torch.Tensor,
+    second: torch.Tensor,
+    positives: int,
+    pos_margin: float,
+    neg_margin: float,
+    normalize: bool = True,
+) -> torch.Tensor:
+    """Per-pair contrastive losses of pytorch-metric-learning's ``ContrastiveLoss``.
+
+    Pair ``i`` is ``(first[i], second[i])``; the first ``positives`` pairs are same-class
+    (``relu(d - pos_margin)``), the rest different-class (``relu(neg_margin - d)``), with
+    ``d`` the Euclidean distance of the (L2-normalized when ``normalize``) embeddings.
+
+    Returns:
+        (pairs,) losses, positives first.
+    """
+    if normalize:
+        first = nn.functional.normalize(first, p=2, dim=1)
+        second = nn.functional.normalize(second, p=2, dim=1)
+    dist = torch.linalg.vector_norm(first - second, dim=1)
+    return torch.cat(
+        [
+            nn.functional.relu(dist[:positives] - pos_margin),
+            nn.functional.relu(neg_margin - dist[positives:]),
+        ]
+    )
 
 
 @register_method("siamese")
@@ -24,10 +50,13 @@ class Siamese(EmbeddingMethod):
     ``negatives``: ``"image"`` uniform over all other-class images, ``"class"`` uniform other
     class then image).
 
-    Loss: pytorch-metric-learning's ``ContrastiveLoss`` with explicit pair indices
+    Loss: pytorch-metric-learning's ``ContrastiveLoss`` formula with explicit pair indices
     ``(a1, p, a2, n)`` and ``LpDistance(normalize_embeddings=normalize)``; per pair,
     ``max(0, d - pos_margin)`` for positives and ``max(0, margin - d)`` for negatives,
     reduced by ``reduction`` (``"mean"`` over all pairs by default, the classic form).
+    ``contrastive_losses`` computes it directly on the pair halves of the batch (the library
+    builds the whole (n, n) distance matrix and gathers the pairs from it); the values agree
+    to float rounding (tested).
 
     Args:
         trunk: shared trunk name.
@@ -79,14 +108,6 @@ class Siamese(EmbeddingMethod):
             )
         self._pairs = pairs
         self._positives = int(round(pairs * self.pair_positive_share))
-        first = torch.arange(pairs, device=images.device)
-        second = first + pairs
-        k = self._positives
-        self._pair_idx = (first[:k], second[:k], first[k:], second[k:])
-        distance = LpDistance(normalize_embeddings=self.normalize, p=2, power=1)
-        self._loss_fn = ContrastiveLoss(
-            pos_margin=self.pos_margin, neg_margin=self.margin, distance=distance, reducer=DoNothingReducer()
-        )
         return {}
 
     def _draw(self, weights: torch.Tensor) -> Batch:
@@ -104,9 +125,11 @@ class Siamese(EmbeddingMethod):
     def _loss(self, batch: Batch) -> StepLoss:
         x = self._images[batch.positions]
         emb = self.model_(x)
-        out = self._loss_fn(emb, indices_tuple=self._pair_idx)
-        parts = [out[key]["losses"] for key in ("pos_loss", "neg_loss")]
-        losses = torch.cat([p.reshape(-1) for p in parts if torch.is_tensor(p)] or [emb.new_zeros(0)])
+        # The batch is laid out as [first elements; second elements], positives first.
+        pairs = self._pairs
+        losses = contrastive_losses(
+            emb[:pairs], emb[pairs:], self._positives, self.pos_margin, self.margin, self.normalize
+        )
         loss = per_tuple_reduce(losses, self.reduction) if losses.numel() else emb.sum() * 0.0
         return StepLoss(
             loss=loss, active=(losses > 0).sum(), tuples=self._pairs, forward_images=int(x.shape[0])

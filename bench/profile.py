@@ -1,0 +1,322 @@
+"""``python -m bench profile``: how fast each method trains and how long evaluation takes.
+
+Training: in one process, on one torch thread, with the same trunk, batch size and data, each
+method's real ``fit`` is timed against two baselines, interleaved round by round so that
+background load hits all of them alike:
+
+- the *bare loop*: index a random batch from the image tensor, forward, cross-entropy on a
+  linear head, backward, Adam step, nothing else (the least a training step can cost);
+- the *per-item pipeline*, in the reference experiment's style: a ``Dataset`` whose
+  ``__getitem__`` builds one triplet (class-mean anchor, positive, negative) per item and a
+  ``DataLoader`` that collates them.
+
+Throughput is nominal images per second (``steps * batch_images / seconds``), the unit the
+budget counts; the ratios are medians of the per-round ratios.
+
+Evaluation (``--eval``): ``evaluate`` on a Fashion-MNIST-sized synthetic problem (60,000
+training references, 10,000 test queries, 28 x 28 images, 128-d), embedding and every rule
+and retrieval metric included. ``--growth`` times training and evaluation as the dataset and
+the embedding size grow.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.budget import Budget
+from bench.datasets.image_set import ImageSet, Splits
+
+ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    """Median throughput of one contender and its ratios to the baselines."""
+
+    name: str
+    images_per_s: float
+    vs_bare: float
+    vs_per_item: float
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+def bare_loop_seconds(train: ImageSet, trunk: str, budget: Budget, seed: int = 0) -> float:
+    """Seconds for ``budget.steps`` steps of the bare PyTorch loop (cross-entropy head)."""
+    from methods.trunks import build_trunk
+
+    torch.manual_seed(seed)
+    images = train.images.float()
+    labels = train.labels.long()
+    model = build_trunk(trunk, train.image_shape, budget.embedding_size)
+    head = nn.Linear(budget.embedding_size, train.num_classes)
+    optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=budget.lr)
+    gen = torch.Generator().manual_seed(seed)
+    started = time.perf_counter()
+    for _ in range(budget.steps):
+        idx = torch.randint(0, images.shape[0], (budget.batch_images,), generator=gen)
+        loss = F.cross_entropy(head(model(images[idx])), labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - started
+
+
+class PerItemTriplets(torch.utils.data.Dataset):
+    """The reference's input pipeline: one (mean-image anchor, positive, negative) per item."""
+
+    def __init__(self, train: ImageSet, seed: int = 0) -> None:
+        import random
+
+        self.images = train.images.float()
+        self.labels = train.labels.tolist()
+        c = train.num_classes
+        self.by_class = [[i for i, y in enumerate(self.labels) if y == k] for k in range(c)]
+        self.means = torch.stack([self.images[idx].mean(0) for idx in self.by_class])
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        y = self.labels[i]
+        positive = self.rng.choice(self.by_class[y])
+        other = self.rng.choice([k for k in range(len(self.by_class)) if k != y])
+        negative = self.rng.choice(self.by_class[other])
+        return self.means[y], self.images[positive], self.images[negative]
+
+
+def per_item_seconds(train: ImageSet, trunk: str, budget: Budget, seed: int = 0) -> float:
+    """Seconds for ``budget.steps`` steps of the per-item Dataset + DataLoader triplet pipeline.
+
+    Each step collates ``batch_images // 3`` triplets, forwards the three stacks at once and
+    applies ``F.triplet_margin_loss``; Dataset construction is excluded.
+    """
+    from methods.trunks import build_trunk
+
+    torch.manual_seed(seed)
+    dataset = PerItemTriplets(train, seed)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=max(1, budget.batch_images // 3), shuffle=True, drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    model = build_trunk(trunk, train.image_shape, budget.embedding_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
+    started = time.perf_counter()
+    step = 0
+    while step < budget.steps:
+        for anchors, positives, negatives in loader:
+            t = anchors.shape[0]
+            emb = F.normalize(model(torch.cat([anchors, positives, negatives])), dim=1)
+            loss = F.triplet_margin_loss(emb[:t], emb[t : 2 * t], emb[2 * t :], margin=0.2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step >= budget.steps:
+                break
+    # The pipeline yields 3 * (batch_images // 3) images per step; count them as such.
+    return (time.perf_counter() - started) * budget.batch_images / (3 * max(1, budget.batch_images // 3))
+
+
+def fit_seconds(method: str, train: ImageSet, trunk: str, budget: Budget, seed: int = 0) -> float:
+    """Seconds of ``create_method(method, trunk=trunk).fit(train, budget=budget)``."""
+    from methods import create_method
+
+    estimator = create_method(method, trunk=trunk)
+    started = time.perf_counter()
+    estimator.fit(train, budget=budget, seed=seed)
+    return time.perf_counter() - started
+
+
+def profile_training(
+    train: ImageSet,
+    methods: Sequence[str],
+    trunk: str = "mlp",
+    steps: int = 100,
+    batch_images: int | None = None,
+    rounds: int = ROUNDS,
+) -> list[TrainingRow]:
+    """Throughput of the baselines and of each method, measured side by side.
+
+    Returns:
+        One row for the bare loop, one for the per-item pipeline, then one per method.
+    """
+    budget = Budget(steps=steps, batch_images=batch_images or Budget().batch_images)
+    warm = Budget(steps=2, batch_images=budget.batch_images)
+    contenders = {
+        "bare loop": lambda b: bare_loop_seconds(train, trunk, b),
+        "per-item pipeline": lambda b: per_item_seconds(train, trunk, b),
+        **{m: (lambda b, m=m: fit_seconds(m, train, trunk, b)) for m in methods},
+    }
+    for run in contenders.values():
+        run(warm)
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            seconds[name].append(run(budget))
+    nominal = budget.steps * budget.batch_images
+    rows = []
+    for name, times in seconds.items():
+        rows.append(
+            TrainingRow(
+                name=name,
+                images_per_s=nominal / statistics.median(times),
+                vs_bare=statistics.median(b / t for b, t in zip(seconds["bare loop"], times, strict=True)),
+                vs_per_item=statistics.median(
+                    p / t for p, t in zip(seconds["per-item pipeline"], times, strict=True)
+                ),
+            )
+        )
+    return rows
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def synthetic_splits(
+    references: int = 60_000, queries: int = 10_000, classes: int = 10, shape=(28, 28), seed: int = 0
+) -> Splits:
+    """A Fashion-MNIST-shaped problem: class prototypes plus noise, balanced classes.
+
+    Train has ``references`` images, test ``queries``, val ``queries // 5``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.rand(classes, *shape, generator=g)
+    codes = tuple(str(c) for c in range(classes))
+
+    def split(n: int, name: str) -> ImageSet:
+        labels = torch.arange(n) % classes
+        images = (prototypes[labels] + 0.5 * torch.rand(n, *shape, generator=g)).clamp(0, 1)
+        return ImageSet(images, labels, codes, 0, name)
+
+    return Splits(split(references, "train"), split(max(classes, queries // 5), "val"), split(queries, "test"))
+
+
+def profile_evaluation(
+    references: int = 60_000, queries: int = 10_000, embedding_size: int = 128, trunk: str = "mlp"
+) -> dict[str, float]:
+    """Seconds of ``evaluate`` (embedding, every rule, retrieval) on ``synthetic_splits``.
+
+    The method is a classifier fitted for 2 steps: its weights do not change the cost, and
+    it has a head, so the ``head`` rule is timed too.
+    """
+    from bench.evaluate import evaluate
+    from methods import create_method
+
+    splits = synthetic_splits(references, queries)
+    method = create_method("classifier", trunk=trunk)
+    budget = Budget(steps=2, batch_images=64, embedding_size=embedding_size)
+    started = time.perf_counter()
+    method.fit(splits.train, budget=budget, seed=0)
+    fit_s = time.perf_counter() - started
+    out = evaluate(method, splits, embed_sample=0)
+    embedded = len(splits.train) + len(splits.val) + len(splits.test)
+    embed_s = embedded / out["embed_images_per_s"] if out["embed_images_per_s"] else 0.0
+    return {
+        "references": references,
+        "queries": queries,
+        "embedding_size": embedding_size,
+        "fit_2_steps_s": fit_s,
+        "eval_s": out["eval_s"],
+        "embed_s": embed_s,
+        "search_and_metrics_s": out["eval_s"] - embed_s,
+    }
+
+
+def profile_growth(
+    sizes: Sequence[int] = (1_000, 10_000, 60_000),
+    embedding_sizes: Sequence[int] = (32, 128, 512),
+    steps: int = 50,
+    method: str = "mined-triplet",
+    trunk: str = "mlp",
+) -> list[dict[str, float]]:
+    """Training and evaluation seconds as the dataset (at 128-d) and the embedding grow.
+
+    The dataset of ``n`` images is split 6 : 1 into references and queries, like
+    Fashion-MNIST's 60,000 / 10,000; the embedding sweep runs at the middle size.
+    """
+    cells = [(n, 128) for n in sizes] + [(sorted(sizes)[len(sizes) // 2], d) for d in embedding_sizes if d != 128]
+    rows = []
+    for n, d in cells:
+        references, queries = n * 6 // 7, n // 7
+        splits = synthetic_splits(references, queries)
+        budget = Budget(steps=steps, embedding_size=d)
+        fit_s = fit_seconds(method, splits.train, trunk, budget)
+        row = profile_evaluation(references, queries, d, trunk)
+        rows.append({"images": n, "embedding_size": d, f"fit_{steps}_steps_s": fit_s, **row})
+    return rows
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_profile_arguments(parser) -> None:
+    """The ``profile`` subcommand's options."""
+    parser.add_argument("--dataset", default="inspection", help="dataset to train on (default: inspection)")
+    parser.add_argument("--trunk", default="mlp", help="shared trunk (default: mlp)")
+    parser.add_argument("--steps", type=int, default=100, help="steps per timed fit (default: 100)")
+    parser.add_argument("--batch-images", type=int, default=None, help="images per step (default: the budget's)")
+    parser.add_argument("--method", action="append", help="method to time (repeatable; default: all)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds (median taken)")
+    parser.add_argument("--eval", action="store_true", help="also time evaluate() on 10k queries x 60k references")
+    parser.add_argument("--growth", action="store_true", help="time training and evaluation vs data and embedding size")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
+
+
+def run_profile(args, console) -> int:
+    """Run ``python -m bench profile`` and print rich tables; returns the exit code."""
+    from rich.table import Table
+
+    from bench.datasets import load_dataset, split_dataset
+    from bench.errors import BenchError
+    from methods import list_methods
+
+    if args.steps < 1 or args.rounds < 1 or args.threads < 1:
+        raise BenchError("--steps, --rounds and --threads must be >= 1")
+    torch.set_num_threads(args.threads)
+    methods = args.method or list_methods()
+    for name in methods:
+        if name not in list_methods():
+            raise BenchError(f"unknown method {name!r}; known methods: {', '.join(list_methods())}")
+    train = split_dataset(load_dataset(args.dataset), seed=0).train
+    batch = args.batch_images or Budget().batch_images
+    console.print(
+        f"training: {args.dataset} ({len(train)} train images), trunk {args.trunk}, {batch} images/step, "
+        f"{args.steps} steps, {args.rounds} rounds, {torch.get_num_threads()} thread(s)"
+    )
+    rows = profile_training(train, methods, args.trunk, args.steps, batch, args.rounds)
+    table = Table(title="Training throughput (nominal images/s, medians)")
+    for col in ("contender", "images/s", "vs bare loop", "vs per-item pipeline"):
+        table.add_column(col, justify="left" if col == "contender" else "right")
+    for row in rows:
+        table.add_row(row.name, f"{row.images_per_s:,.0f}", f"{row.vs_bare:.2f}x", f"{row.vs_per_item:.2f}x")
+    console.print(table)
+
+    if args.eval:
+        result = profile_evaluation(trunk=args.trunk)
+        table = Table(title="evaluate(): 10,000 queries x 60,000 references, 128-d")
+        for col in ("eval s", "embedding s", "search + rules + metrics s"):
+            table.add_column(col, justify="right")
+        table.add_row(f"{result['eval_s']:.1f}", f"{result['embed_s']:.1f}", f"{result['search_and_metrics_s']:.1f}")
+        console.print(table)
+    if args.growth:
+        grow = profile_growth(steps=args.steps, trunk=args.trunk)
+        table = Table(title=f"Growth: mined-triplet fit ({args.steps} steps) and evaluate()")
+        for col in ("images", "embedding", "fit s", "eval s", "embedding s", "search + metrics s"):
+            table.add_column(col, justify="right")
+        for r in grow:
+            table.add_row(
+                f"{r['images']:,}", str(r["embedding_size"]), f"{r[f'fit_{args.steps}_steps_s']:.2f}",
+                f"{r['eval_s']:.2f}", f"{r['embed_s']:.2f}", f"{r['search_and_metrics_s']:.2f}",
+            )
+        console.print(table)
+    return 0
