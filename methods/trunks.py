@@ -67,20 +67,20 @@ class _AddChannel(nn.Module):
 
 @register_trunk("cnn")
 def build_cnn(image_shape: tuple[int, int], embedding_size: int) -> nn.Module:
-    """A small conv net sized for CPU: conv 32 -> pool -> conv 64 -> pool -> 4 x 4 -> linear.
+    """A small conv net sized for CPU: conv 16 (5 x 5, stride 2) -> conv 32 (stride 2) -> 4 x 4 -> linear.
 
-    ``ceil_mode`` pooling and the adaptive pool let it take any image size from 4 x 4 up
-    (8 x 8 digits and 36 x 39 inspection images alike).
+    Strided convolutions instead of pooling keep one training step at about four times the
+    MLP's on one CPU thread (a 32 / 64 channel net with pooling cost ten times as much). The
+    adaptive pool lets it take any image size from 4 x 4 up (8 x 8 digits, 28 x 28
+    Fashion-MNIST and 39 x 36 inspection images alike).
     """
     return nn.Sequential(
         _AddChannel(),
-        nn.Conv2d(1, 32, kernel_size=3, padding=1),
+        nn.Conv2d(1, 16, kernel_size=5, stride=2, padding=2),
         nn.ReLU(),
-        nn.MaxPool2d(2, ceil_mode=True),
-        nn.Conv2d(32, 64, kernel_size=3, padding=1),
+        nn.Conv2d(16, 32, kernel_size=3, stride=2, padding=1),
         nn.ReLU(),
-        nn.MaxPool2d(2, ceil_mode=True),
         nn.AdaptiveAvgPool2d((4, 4)),
         nn.Flatten(),
-        nn.Linear(64 * 16, embedding_size),
+        nn.Linear(32 * 16, embedding_size),
     )
