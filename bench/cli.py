@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                      help="workers for --executor process or a local dask cluster (default: one per core)")
-    run.add_argument("--address", help="Dask scheduler, tcp://HOST:8786 (default: a local cluster)")
+    run.add_argument("--address", help="Dask scheduler, tcp://HOST:8786 (implies --executor dask; without it, "
+                     "dask starts a local cluster); GPU workers: dask worker ... --resources GPU=1")
     run.add_argument("--config", help="TOML grid file; flags override it")
     run.add_argument("--dry-run", action="store_true", help="print the resolved grid (TOML) and exit")
 
@@ -182,6 +183,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         raise BenchError(f"--threads must be at least 1 (got {args.threads})")
     if args.jobs < 1:
         raise BenchError(f"--jobs must be at least 1 (got {args.jobs})")
+    if args.address and args.executor not in (None, "dask"):
+        raise BenchError(f"--address is for --executor dask (got --executor {args.executor})")
     if args.dry_run:
         print(grid.to_toml(), end="")
         print(f"# {len(grid.cells())} cell(s)")
@@ -192,7 +195,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if (run_dir / RESULTS_FILE).exists() and not args.resume:
         raise BenchError(f"{run_dir} already holds results; pass --resume to continue it, or choose another --out")
     options = ExecutorOptions(
-        kind=args.executor or ("process" if args.jobs > 1 and len(grid.cells()) > 1 else "local"),
+        kind=args.executor or ("dask" if args.address else "process" if args.jobs > 1 and len(grid.cells()) > 1 else "local"),
         device=args.device, threads=args.threads or 1, jobs=args.jobs, address=args.address
     )
     # SIGTERM ends the run like Ctrl-C: the cell in flight is abandoned, finished ones are kept.

@@ -3,13 +3,20 @@
 - ``local``: in this process, one cell after another, with a live step bar.
 - ``process``: a local process pool of ``jobs`` workers.
 - ``dask``: a Dask distributed cluster (``bench.dask_executor``).
+
+A worker process that dies while running a cell (killed, out of memory, a crash in native
+code) does not end the grid: the cell is run once more, and if its worker dies again it is
+recorded as a failed record (``error`` ``"worker died twice: ..."``) and the grid goes on.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from bench.config import CellConfig
@@ -17,6 +24,9 @@ from bench.errors import BenchError
 from bench.runner import run_cell
 
 EXECUTORS = ("local", "process", "dask")
+
+#: Runs of one cell whose worker died before the cell is recorded as failed.
+WORKER_DEATHS_ALLOWED = 2
 
 
 @dataclass(frozen=True)
@@ -37,32 +47,124 @@ OnStep = Callable[[int, int], None]
 def run_cells(
     cells: list[CellConfig], options: ExecutorOptions, on_start: OnStart, on_step: OnStep
 ) -> Iterator[tuple[CellConfig, dict[str, Any]]]:
-    """Run ``cells`` on the chosen executor, yielding (cell, record) as each finishes."""
+    """Run ``cells`` on the chosen executor, yielding (cell, record) as each finishes.
+
+    Raises:
+        BenchError: an unknown executor, fewer than one job, or (dask) an unreachable scheduler.
+    """
+    if options.kind not in EXECUTORS:
+        raise BenchError(f"unknown executor {options.kind!r}; choose one of {', '.join(EXECUTORS)}")
+    if options.kind != "local" and options.jobs < 1:
+        raise BenchError(f"--jobs must be at least 1 (got {options.jobs})")
     if options.kind == "local":
         for cell in cells:
             on_start(cell)
             yield cell, run_cell(cell, device=options.device, threads=options.threads, on_step=on_step)
     elif options.kind == "process":
         yield from _run_process_pool(cells, options)
-    elif options.kind == "dask":
+    else:
         from bench.dask_executor import run_on_dask
 
         yield from run_on_dask(cells, options)
-    else:
-        raise BenchError(f"unknown executor {options.kind!r}; choose one of {', '.join(EXECUTORS)}")
+
+
+def now() -> str:
+    """The current UTC time as a record stores it."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def failed_record(cell: CellConfig, device: str, error: str, started_at: str) -> dict[str, Any]:
+    """A failed record for a cell that produced none (its worker died), shaped like
+    ``run_cell``'s failed records. ``env`` describes the driver: the worker is gone."""
+    from bench.environment import environment
+    from bench.store import SCHEMA_VERSION
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "hash": cell.hash,
+        "config": cell.to_dict(),
+        "status": "failed",
+        "error": error,
+        "started_at": started_at,
+        "env": environment(device),
+        "finished_at": now(),
+    }
 
 
 def _run_process_pool(cells: list[CellConfig], options: ExecutorOptions) -> Iterator[tuple[CellConfig, dict]]:
+    """At most ``jobs`` cells in flight on a spawn-context pool that lives for the whole grid
+    (so each worker loads the dataset once).
+
+    A worker that dies breaks the whole pool and every cell in flight with it, so the cells
+    in flight are suspects: the pool is restarted and each suspect reruns *alone*, which
+    pins a second death on the cell that caused it rather than on a bystander.
+    """
     import multiprocessing
 
-    threads = options.threads
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=options.jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(run_cell, cell, options.device, threads): cell for cell in cells}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    todo = deque(cells)
+    suspects: deque[CellConfig] = deque()
+    deaths: dict[str, int] = {}  # by cell hash
+    started: dict[str, str] = {}
+    in_flight: dict[Future, CellConfig] = {}
+    pool: ProcessPoolExecutor | None = None
+
+    def submit(cell: CellConfig) -> None:
+        started.setdefault(cell.hash, now())
+        in_flight[pool.submit(run_cell, cell, options.device, options.threads)] = cell
+
+    try:
+        while todo or suspects or in_flight:
+            if pool is None:
+                pool = ProcessPoolExecutor(max_workers=options.jobs, mp_context=ctx)
+            if suspects:
+                if not in_flight:
+                    submit(suspects.popleft())
+            else:
+                while todo and len(in_flight) < options.jobs:
+                    submit(todo.popleft())
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                # The pool fails every pending future; collect them all before restarting.
+                done, _ = wait(in_flight)
+            broken = False
+            for future in done:
+                cell = in_flight.pop(future)
+                exc = future.exception()
+                if exc is None:
+                    yield cell, future.result()
+                elif isinstance(exc, BrokenProcessPool):
+                    broken = True
+                    deaths[cell.hash] = deaths.get(cell.hash, 0) + 1
+                    if deaths[cell.hash] >= WORKER_DEATHS_ALLOWED:
+                        error = f"worker died twice: a worker process ended abruptly while running it ({exc})"
+                        yield cell, failed_record(cell, options.device, error, started[cell.hash])
+                    else:
+                        suspects.append(cell)
+                else:  # run_cell records its own failures; this is the pool failing to run it
+                    error = f"worker error: {type(exc).__name__}: {exc}"
+                    yield cell, failed_record(cell, options.device, error, started[cell.hash])
+            if broken:
+                pool.shutdown(wait=True)
+                pool = None
+    except BaseException:
+        if pool is not None:
+            _stop_pool(pool)
+            pool = None
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Drop queued cells and end the workers now: a SIGTERM reaches only the driver, and an
+    orderly shutdown would wait for the cells in flight to finish."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
