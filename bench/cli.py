@@ -262,18 +262,18 @@ def _about(obj: object) -> str:
 
 
 def _list(args: argparse.Namespace, console: Console) -> int:
-    from bench.datasets.registry import _DATASETS
-    from bench.schemes import _SCHEMES
+    from bench.datasets.registry import DATASETS
+    from bench.schemes import SCHEMES
     from methods import get_method_class, list_methods
-    from methods.trunks import _TRUNKS
+    from methods.trunks import TRUNKS
 
     kinds = {
         "methods": [(m, _about(get_method_class(m))) for m in list_methods()],
-        "schemes": [(s, _about(f)) for s, f in sorted(_SCHEMES.items())]
+        "schemes": [(s, _about(f)) for s, f in SCHEMES.items()]
         + [("good-xK", "The good class K times each defect class (any K > 0; good-x5 is the reference's fix).")],
-        "datasets": [(d, _about(f)) for d, f in sorted(_DATASETS.items())]
+        "datasets": [(d, _about(f)) for d, f in DATASETS.items()]
         + [("hf:<name-or-path>", "Any Hugging Face datasets source: hub name, save_to_disk folder, image folder, parquet.")],
-        "trunks": [(t, _about(f)) for t, f in sorted(_TRUNKS.items())],
+        "trunks": [(t, _about(f)) for t, f in TRUNKS.items()],
     }
     for kind, items in kinds.items():
         if args.kind and kind != args.kind:

@@ -14,35 +14,26 @@ import torch
 
 from bench.errors import BenchError, unknown_name
 from bench.plan import BalancePlan
+from bench.registry import Registry
 
 Scheme = Callable[..., BalancePlan]
-_SCHEMES: dict[str, Scheme] = {}
+SCHEMES: Registry[Scheme] = Registry("scheme")
+#: Register a scheme function under ``name``; a duplicate name is an error.
+register_scheme = SCHEMES.register
 _GOOD_X = re.compile(r"^good-x(?P<k>\d+(?:\.\d+)?)$")
 
 #: The scheme set ``run --all`` uses.
 DEFAULT_SCHEMES: tuple[str, ...] = ("uniform", "natural", "sqrt", "good-x5", "effective-number")
 
 
-def register_scheme(name: str) -> Callable[[Scheme], Scheme]:
-    """Register a scheme function under ``name``; a duplicate name is an error."""
-
-    def decorate(fn: Scheme) -> Scheme:
-        if name in _SCHEMES:
-            raise ValueError(f"scheme {name!r} is already registered")
-        _SCHEMES[name] = fn
-        return fn
-
-    return decorate
-
-
 def list_schemes() -> list[str]:
     """Registered scheme names; ``good-xK`` stands for the whole family."""
-    return sorted([*_SCHEMES, "good-xK"])
+    return sorted([*SCHEMES.names(), "good-xK"])
 
 
 def check_scheme(name: str) -> None:
     """Raise BenchError unless ``name`` is a registered scheme or a well-formed ``good-xK``."""
-    if name in _SCHEMES:
+    if name in SCHEMES:
         return
     if name.startswith("good-x") or name.startswith("good-"):
         if not _GOOD_X.match(name) or float(_GOOD_X.match(name)["k"]) <= 0:
@@ -66,7 +57,7 @@ def make_plan(
         plan = good_x(counts, good_index, k=float(match["k"]))
     else:
         try:
-            plan = _SCHEMES[name](counts, good_index, **options)
+            plan = SCHEMES.get(name)(counts, good_index, **options)
         except TypeError:
             raise BenchError(f"scheme {name!r} does not take option(s) {', '.join(sorted(options))}") from None
     return BalancePlan(name, plan.start, classes, plan.end)

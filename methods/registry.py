@@ -6,17 +6,17 @@ point names a module (or callable) whose import registers its methods.
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TypeVar
 
-from bench.errors import BenchError, unknown_name
+from bench.errors import BenchError
+from bench.registry import Registry
 
 T = TypeVar("T", bound=type)
 
-_METHODS: dict[str, type] = {}
+METHODS: Registry[type] = Registry("method")
 _plugins_loaded = False
 
 
@@ -28,9 +28,7 @@ def register_method(name: str) -> Callable[[T], T]:
     """
 
     def decorate(cls: T) -> T:
-        if name in _METHODS and _METHODS[name] is not cls:
-            raise ValueError(f"method {name!r} is already registered ({_METHODS[name].__qualname__})")
-        _METHODS[name] = cls
+        METHODS.register(name)(cls)
         cls.name = name  # type: ignore[attr-defined]
         return cls
 
@@ -53,15 +51,13 @@ def _load_plugins() -> None:
 def list_methods(pattern: str = "*") -> list[str]:
     """Registered method names matching a shell-style ``pattern``, sorted."""
     _load_plugins()
-    return sorted(n for n in _METHODS if fnmatch.fnmatchcase(n, pattern))
+    return METHODS.names(pattern)
 
 
 def get_method_class(name: str) -> type:
     """The class registered as ``name``; an unknown name is a BenchError listing the known ones."""
     _load_plugins()
-    if name not in _METHODS:
-        raise unknown_name("method", name, list(_METHODS))
-    return _METHODS[name]
+    return METHODS.get(name)
 
 
 def create_method(name: str, **params):

@@ -9,28 +9,15 @@ from collections.abc import Callable
 
 from torch import nn
 
-from bench.errors import unknown_name
+from bench.registry import Registry
 
 TrunkBuilder = Callable[[tuple[int, int], int], nn.Module]
 
-_TRUNKS: dict[str, TrunkBuilder] = {}
-
-
-def register_trunk(name: str) -> Callable[[TrunkBuilder], TrunkBuilder]:
-    """Decorator registering a trunk builder ``(image_shape, embedding_size) -> nn.Module``."""
-
-    def decorate(builder: TrunkBuilder) -> TrunkBuilder:
-        if name in _TRUNKS and _TRUNKS[name] is not builder:
-            raise ValueError(f"trunk {name!r} is already registered")
-        _TRUNKS[name] = builder
-        return builder
-
-    return decorate
-
-
-def list_trunks() -> list[str]:
-    """Registered trunk names, sorted."""
-    return sorted(_TRUNKS)
+TRUNKS: Registry[TrunkBuilder] = Registry("trunk")
+#: Decorator registering a trunk builder ``(image_shape, embedding_size) -> nn.Module``.
+register_trunk = TRUNKS.register
+#: Registered trunk names, sorted.
+list_trunks = TRUNKS.names
 
 
 def build_trunk(name: str, image_shape: tuple[int, int], embedding_size: int = 128) -> nn.Module:
@@ -39,9 +26,7 @@ def build_trunk(name: str, image_shape: tuple[int, int], embedding_size: int = 1
     Raises:
         BenchError: an unknown trunk name (the message lists the known ones).
     """
-    if name not in _TRUNKS:
-        raise unknown_name("trunk", name, list_trunks())
-    return _TRUNKS[name](tuple(image_shape), int(embedding_size))
+    return TRUNKS.get(name)(tuple(image_shape), int(embedding_size))
 
 
 @register_trunk("mlp")

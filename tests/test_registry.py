@@ -17,10 +17,10 @@ BUILT_IN = ["classifier", "mean-anchor-triplet", "mined-triplet", "siamese"]
 @pytest.fixture
 def scratch_registry():
     """Lets a test register methods; removes whatever it added."""
-    before = dict(registry._METHODS)
+    before = dict(registry.METHODS.entries)
     yield
-    registry._METHODS.clear()
-    registry._METHODS.update(before)
+    registry.METHODS.entries.clear()
+    registry.METHODS.entries.update(before)
 
 
 def test_built_in_methods_are_listed():

@@ -70,7 +70,7 @@ class AlwaysFails(EmbeddingMethod):
 
 def test_a_failing_cell_is_recorded_while_the_others_complete(tmp_path, monkeypatch):
     # Registered for this test only, so the registry-wide contract tests never see it.
-    monkeypatch.setitem(registry._METHODS, "always-fails", AlwaysFails)
+    monkeypatch.setitem(registry.METHODS.entries, "always-fails", AlwaysFails)
     out = tmp_path / "run"
     code = main(["run", "--method", "always-fails", "--method", "classifier", "--scheme", "uniform",
                  *QUICK, "--out", str(out)])

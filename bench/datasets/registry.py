@@ -12,26 +12,17 @@ from collections.abc import Callable
 from bench.datasets.image_set import ImageSet
 from bench.datasets.validate import check_image_set
 from bench.errors import BenchError, unknown_name
+from bench.registry import Registry
 
 Loader = Callable[..., ImageSet]
-_DATASETS: dict[str, Loader] = {}
-
-
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Register a dataset loader under ``name``; a duplicate name is an error."""
-
-    def decorate(fn: Loader) -> Loader:
-        if name in _DATASETS and _DATASETS[name] is not fn:
-            raise ValueError(f"dataset {name!r} is already registered")
-        _DATASETS[name] = fn
-        return fn
-
-    return decorate
+DATASETS: Registry[Loader] = Registry("dataset")
+#: Register a dataset loader under ``name``; a duplicate name is an error.
+register_dataset = DATASETS.register
 
 
 def list_datasets() -> list[str]:
     """Registered dataset names (``hf:<name-or-path>`` is accepted besides these)."""
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def load_dataset(name: str, **options) -> ImageSet:
@@ -44,9 +35,9 @@ def load_dataset(name: str, **options) -> ImageSet:
         from bench.datasets.huggingface import load_hf
 
         return load_hf(name[3:], **options)
-    if name not in _DATASETS:
+    if name not in DATASETS:
         raise unknown_name("dataset", name, list_datasets(), extra=", or hf:<name-or-path>")
-    loader = _DATASETS[name]
+    loader = DATASETS.get(name)
     try:
         inspect.signature(loader).bind(**options)
     except TypeError:
