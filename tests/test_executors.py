@@ -133,7 +133,7 @@ def test_cli_runs_a_grid_on_a_local_dask_cluster(tmp_path):
     args = ["run", "--method", "classifier", "--scheme", "uniform", "--scheme", "good-x5", "--quick"]
     proc = subprocess.run(
         [sys.executable, "-m", "bench", *args, "--executor", "dask", "--jobs", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent,
+        capture_output=True, text=True, timeout=900, cwd=Path(__file__).parent.parent,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = read_records(out)
