@@ -311,12 +311,22 @@ def _method_answer(cells: _Cells, method: str) -> str:
     ranked = sorted(escapes, key=lambda s: (escapes[s]["mean"], scheme_key(s)))
     best = ranked[0]
     b = escapes[best]
+    if len(ranked) == 1:
+        return (
+            f"- **{method}**: only `{best}` ran, so there is no scheme to compare: escape rate"
+            f" {_num(b['mean'], 1)}% (95% CI {_interval(b)}, n = {b['n']})."
+        )
+    # Schemes with the same weights on this data (natural and good-x5 on a 5:1 set) draw the
+    # same batches and give the same numbers: name them together rather than as rivals.
+    twins = [s for s in ranked[1:] if escapes[s] == b]
+    rest = [s for s in ranked[1:] if s not in twins]
+    also = f" (and `{'`, `'.join(twins)}`, identical on every seed)" if twins else ""
     text = (
-        f"- **{method}**: the lowest mean escape rate is under `{best}`: {_num(b['mean'], 1)}%"
+        f"- **{method}**: the lowest mean escape rate is under `{best}`{also}: {_num(b['mean'], 1)}%"
         f" (95% CI {_interval(b)}, n = {b['n']})."
     )
-    if len(ranked) > 1:
-        runner = ranked[1]
+    if rest:
+        runner = rest[0]
         r = escapes[runner]
         if _overlap(b, r):
             text += (
