@@ -317,10 +317,10 @@ def _method_answer(cells: _Cells, method: str) -> str:
             f" {_num(b['mean'], 1)}% (95% CI {_interval(b)}, n = {b['n']})."
         )
     # Schemes with the same weights on this data (natural and good-x5 on a 5:1 set) draw the
-    # same batches and give the same numbers: name them together rather than as rivals.
+    # same batches and give the same escapes: name them together rather than as rivals.
     twins = [s for s in ranked[1:] if escapes[s] == b]
     rest = [s for s in ranked[1:] if s not in twins]
-    also = f" (and `{'`, `'.join(twins)}`, identical on every seed)" if twins else ""
+    also = f" (and `{'`, `'.join(twins)}`, with the same escape figures)" if twins else ""
     text = (
         f"- **{method}**: the lowest mean escape rate is under `{best}`{also}: {_num(b['mean'], 1)}%"
         f" (95% CI {_interval(b)}, n = {b['n']})."
