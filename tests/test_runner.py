@@ -72,8 +72,9 @@ def test_a_failing_cell_is_recorded_while_the_others_complete(tmp_path, monkeypa
     # Registered for this test only, so the registry-wide contract tests never see it.
     monkeypatch.setitem(registry.METHODS.entries, "always-fails", AlwaysFails)
     out = tmp_path / "run"
+    # In this process: worker processes would not see the test-only registration.
     code = main(["run", "--method", "always-fails", "--method", "classifier", "--scheme", "uniform",
-                 *QUICK, "--out", str(out)])
+                 *QUICK, "--executor", "local", "--out", str(out)])
     assert code == 1
     records = {r["config"]["method"]: r for r in read_records(out)}
     assert records["classifier"]["status"] == "ok"
