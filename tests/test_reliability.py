@@ -130,3 +130,15 @@ def test_label_codes_cannot_write_outside_the_run_directory(tmp_path):
     outside = {p for p in written if not p.is_relative_to(out.resolve()) and "data" not in p.parts}
     assert outside == set()
     assert not Path("/abs/path").exists()
+
+
+def test_an_interrupted_atomic_write_leaves_the_old_file_whole(tmp_path):
+    from bench.atomic import atomic_open
+
+    path = tmp_path / "report.md"
+    path.write_text("old report\n")
+    with pytest.raises(RuntimeError), atomic_open(path) as fh:
+        fh.write("half of a new rep")
+        raise RuntimeError("killed mid-write")
+    assert path.read_text() == "old report\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # no temporary file left behind
