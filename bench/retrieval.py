@@ -90,7 +90,6 @@ def retrieval_metrics(
     reference_emb: torch.Tensor,
     reference_labels: torch.Tensor,
     query_chunk: int = 2048,
-    knn_batch: int = 1024,
 ) -> dict[str, float | None]:
     """Precision@1, R-precision and MAP@R of queries against a disjoint reference set.
 
@@ -102,7 +101,6 @@ def retrieval_metrics(
         reference_labels: (m,) class indices.
         query_chunk: queries per calculator call, which bounds memory to about
             ``query_chunk * R * 40`` bytes.
-        knn_batch: unused (kept for callers); the neighbour search runs per query chunk.
 
     Returns:
         ``precision_at_1``, ``r_precision``, ``map_at_r`` (averaged over queries) and the same
