@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -205,8 +205,3 @@ def load_grid_toml(path: Path) -> dict[str, Any]:
         if isinstance(out.get(key), list):
             out[key] = tuple(out[key])
     return out
-
-
-def with_budget(budget: Budget, **changes: Any) -> Budget:
-    """``budget`` with the non-None ``changes`` applied."""
-    return replace(budget, **{k: v for k, v in changes.items() if v is not None})

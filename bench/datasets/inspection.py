@@ -117,11 +117,6 @@ class InspectionConfig:
         return self.n_good if self.n_good is not None else int(round(self.good_ratio * self.n_per_defect))
 
 
-def pin_address(code: str) -> tuple[int, int]:
-    """Row and column (1-based) of the defective pin a class code names, e.g. ``"42" -> (4, 2)``."""
-    return int(code[0]), int(code[1])
-
-
 @register_dataset("inspection")
 def load_inspection(**options) -> ImageSet:
     """The procedural connector-pin inspection set (the harness default).
