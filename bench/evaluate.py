@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
-from bench.datasets.image_set import ImageSet, Splits
+from bench.datasets.image_set import ImageSet, Splits, class_means
 from bench.errors import BenchError
 from bench.metrics import classification_metrics, compact_metrics
 from bench.retrieval import retrieval_and_neighbours, retrieval_metrics
@@ -32,10 +32,7 @@ class EmbeddingMethod(Protocol):
 
 def mean_images(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Per-class mean image (C, h, w) of a split; a class without images gets a zero image."""
-    flat = images.reshape(images.shape[0], -1).float()
-    sums = torch.zeros(num_classes, flat.shape[1]).index_add_(0, labels.long(), flat)
-    counts = torch.bincount(labels.long(), minlength=num_classes).clamp(min=1).unsqueeze(1)
-    return (sums / counts).reshape(num_classes, *images.shape[1:])
+    return class_means(images.float(), labels, num_classes)
 
 
 def _head(method: Any, images: torch.Tensor) -> torch.Tensor | None:

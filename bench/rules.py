@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bench.datasets import image_set
+
 RULES: tuple[str, ...] = ("prototype", "mean_image", "knn1", "knn5", "head")
 
 # Queries per matrix product: 4096 x 60,000 float32 similarities is ~1 GB, the most we allow.
@@ -95,10 +97,7 @@ def nearest_centre(
 
 def class_means(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Per-class mean of the normalized embeddings, (C, d); an absent class gets a zero row."""
-    e = l2_normalize(embeddings)
-    sums = torch.zeros(num_classes, e.shape[1]).index_add_(0, labels, e)
-    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).unsqueeze(1)
-    return sums / counts
+    return image_set.class_means(l2_normalize(embeddings), labels, num_classes)
 
 
 def predict_rules(

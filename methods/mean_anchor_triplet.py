@@ -9,6 +9,7 @@ from pytorch_metric_learning.reducers import DoNothingReducer
 from torch import nn
 
 from bench.budget import Budget
+from bench.datasets.image_set import class_means
 from bench.errors import BenchError
 from methods.base import Batch, EmbeddingMethod, StepLoss, check_choice, check_positive, per_tuple_reduce
 from methods.registry import register_method
@@ -96,11 +97,7 @@ class MeanAnchorTriplet(EmbeddingMethod):
             )
         # One tensor op: sum the images of each class, divide by the class sizes. On the CPU,
         # where index_add_ is deterministic (CUDA's atomic adds are not), then moved once.
-        cpu_images, cpu_labels = images.cpu(), labels.cpu()
-        sums = torch.zeros((c, *images.shape[1:]), dtype=images.dtype)
-        counts = torch.bincount(cpu_labels, minlength=c).to(images.dtype)
-        sums.index_add_(0, cpu_labels, cpu_images)
-        self._mean_images = (sums / counts.view(-1, *([1] * (images.dim() - 1)))).to(images.device)
+        self._mean_images = class_means(images.cpu(), labels.cpu(), c).to(images.device)
         t = self._triplets
         self._anchor_rows = c * (self.anchor_sample if self.anchor == "embedding" else 1)
         self._positive_idx = torch.arange(t, device=images.device) + c

@@ -81,3 +81,15 @@ class Splits:
             "val": self.val.counts_by_code(),
             "test": self.test.counts_by_code(),
         }
+
+
+def class_means(values: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-class mean of ``values`` (n, ...) -> (C, ...) in one ``index_add_``; an absent class gets zeros.
+
+    Serves the mean-image anchors, the mean-image prediction rule and the class prototypes.
+    """
+    labels = labels.long()
+    sums = torch.zeros((num_classes, *values.shape[1:]), dtype=values.dtype, device=values.device)
+    sums.index_add_(0, labels, values)
+    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).to(values.dtype)
+    return sums / counts.view(-1, *([1] * (values.dim() - 1)))
