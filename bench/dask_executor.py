@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from bench.config import CellConfig
 from bench.errors import BenchError
-from bench.executors import ExecutorOptions, failed_record, now
-from bench.runner import run_cell
+from bench.executors import ExecutorOptions, failed_record
+from bench.runner import now, run_cell
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster

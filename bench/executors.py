@@ -16,12 +16,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from bench.config import CellConfig
 from bench.errors import BenchError
-from bench.runner import run_cell
+from bench.runner import new_record, now, run_cell
 
 EXECUTORS = ("local", "process", "dask")
 
@@ -68,22 +67,13 @@ def run_cells(
         yield from run_on_dask(cells, options)
 
 
-def now() -> str:
-    """The current UTC time as a record stores it."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def failed_record(cell: CellConfig, device: str, error: str, started_at: str) -> dict[str, Any]:
     """A failed record for a cell that produced none (its worker died), shaped like
     ``run_cell``'s failed records. ``env`` describes the driver: the worker is gone."""
     from bench.environment import environment
-    from bench.store import SCHEMA_VERSION
 
     return {
-        "schema_version": SCHEMA_VERSION,
-        "hash": cell.hash,
-        "config": cell.to_dict(),
-        "status": "failed",
+        **new_record(cell),
         "error": error,
         "started_at": started_at,
         "env": environment(device),

@@ -82,7 +82,7 @@ def plot_embeddings(path: Path, projections: Mapping[str, Mapping[str, list]], g
     rows = (n + cols - 1) // cols
     fig = Figure(figsize=(3.6 * cols, 3.4 * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    all_codes = sorted({c for p in projections.values() for c in p.get("label", [])}, key=_code_key)
+    all_codes = sorted({c for p in projections.values() for c in p.get("label", [])}, key=code_key)
     colours = _defect_colours(all_codes, good)
     for ax, (method, proj) in zip(axes, projections.items(), strict=False):
         x, y = np.asarray(proj.get("x", []), float), np.asarray(proj.get("y", []), float)
@@ -187,5 +187,6 @@ def plot_good_k(path: Path, series: Mapping[str, Sequence[tuple[float, dict, dic
     return save_figure(fig, path)
 
 
-def _code_key(code: str) -> tuple:
+def code_key(code: str) -> tuple:
+    """Sort key for label codes: numeric codes in numeric order, then the others by name."""
     return (0, int(code), code) if code.isdigit() else (1, 0, code)

@@ -104,10 +104,6 @@ def scheme_key(scheme: str) -> tuple:
     return (4, 0.0, scheme)
 
 
-def _code_key(code: str) -> tuple:
-    return (0, int(code), code) if code.isdigit() else (1, 0, code)
-
-
 def _method_labels(records: Sequence[dict]) -> dict[str, str]:
     """A display label per record hash: the method name, plus a parameter tag where one
     method ran with several hyperparameter sets in the same study."""
@@ -232,7 +228,7 @@ def _setup_section(records: Sequence[dict], cells: _Cells) -> list[str]:
 
     counts = ds.get("counts") or {}
     if counts:
-        codes = sorted({c for split in counts.values() for c in split}, key=_code_key)
+        codes = sorted({c for split in counts.values() for c in split}, key=plots.code_key)
         rows = [
             {"class": f"{c} (good)" if c == good else c, **{s: str(counts[s].get(c, 0)) for s in counts}}
             for c in codes
@@ -491,7 +487,7 @@ def _method_sections(cells: _Cells, rule: str) -> list[str]:
                 for rec in cells.by_cell[(m, s)].values()
                 for c in _get(rec, "metrics", "per_class_recall", default={})
             },
-            key=_code_key,
+            key=plots.code_key,
         )
         recall = [
             {
@@ -545,7 +541,7 @@ def _sampling_section(cells: _Cells, good: str | None) -> list[str]:
             for code, count in (_get(rec, "sampling", "anchor_counts", default={}) or {}).items():
                 anchors[code] += int(count)
         total = sum(anchors.values())
-        codes = sorted(anchors, key=_code_key)
+        codes = sorted(anchors, key=plots.code_key)
         defect = [anchors[c] / total for c in codes if c != good] if total else []
         rows.append(
             {

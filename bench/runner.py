@@ -71,8 +71,21 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _now() -> str:
+def now() -> str:
+    """The current UTC time as a record stores it."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_record(cell: CellConfig) -> dict[str, Any]:
+    """A cell's record before it runs: keyed and configured, ``failed`` until it succeeds."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "hash": cell.hash,
+        "config": cell.to_dict(),
+        "status": "failed",
+        "error": None,
+        "started_at": now(),
+    }
 
 
 def run_cell(
@@ -85,14 +98,7 @@ def run_cell(
 
     if threads:
         torch.set_num_threads(threads)
-    record: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "hash": cell.hash,
-        "config": cell.to_dict(),
-        "status": "failed",
-        "error": None,
-        "started_at": _now(),
-    }
+    record = new_record(cell)
     try:
         splits = prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed)
         train = splits.train
@@ -147,5 +153,5 @@ def run_cell(
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc(limit=8)
     record["env"] = environment(device)
-    record["finished_at"] = _now()
+    record["finished_at"] = now()
     return _finite(record)
