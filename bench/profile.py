@@ -51,6 +51,7 @@ class TrainingRow:
 
 def bare_loop_seconds(train: ImageSet, trunk: str, budget: Budget, seed: int = 0) -> float:
     """Seconds for ``budget.steps`` steps of the bare PyTorch loop (cross-entropy head)."""
+    from methods.base import build_optimizer
     from methods.trunks import build_trunk
 
     torch.manual_seed(seed)
@@ -58,7 +59,7 @@ def bare_loop_seconds(train: ImageSet, trunk: str, budget: Budget, seed: int = 0
     labels = train.labels.long()
     model = build_trunk(trunk, train.image_shape, budget.embedding_size)
     head = nn.Linear(budget.embedding_size, train.num_classes)
-    optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=budget.lr)
+    optimizer = build_optimizer([*model.parameters(), *head.parameters()], budget.lr)
     gen = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
     for _ in range(budget.steps):
@@ -100,6 +101,7 @@ def per_item_seconds(train: ImageSet, trunk: str, budget: Budget, seed: int = 0)
     Each step collates ``batch_images // 3`` triplets, forwards the three stacks at once and
     applies ``F.triplet_margin_loss``; Dataset construction is excluded.
     """
+    from methods.base import build_optimizer
     from methods.trunks import build_trunk
 
     torch.manual_seed(seed)
@@ -109,7 +111,7 @@ def per_item_seconds(train: ImageSet, trunk: str, budget: Budget, seed: int = 0)
         generator=torch.Generator().manual_seed(seed),
     )
     model = build_trunk(trunk, train.image_shape, budget.embedding_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
+    optimizer = build_optimizer(model.parameters(), budget.lr)
     started = time.perf_counter()
     step = 0
     while step < budget.steps:

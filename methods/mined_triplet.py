@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.losses import TripletMarginLoss
@@ -27,33 +31,25 @@ def _pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return matches, ~same
 
 
-def mine_margin_triplets(
+def _margin_triplet_blocks(
     mat: torch.Tensor,
     labels: torch.Tensor,
     margin: float,
-    type_of_triplets: str = "semihard",
-    is_inverted: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The triplets pytorch-metric-learning's ``TripletMarginMiner`` returns, without its n^3 table.
+    type_of_triplets: str,
+    is_inverted: bool,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The selection of pytorch-metric-learning's ``TripletMarginMiner``, one block of
+    positive pairs at a time.
 
-    The library enumerates every (anchor, positive, negative) triplet of the batch (about
-    700k for 192 images) and then filters them. Here each positive pair ``(a, p)`` (in the
-    library's lexicographic order) is compared with a whole row ``mat[a]`` of candidate
-    negatives at once, an ``(pairs, n)`` mask built in chunks of ``MINING_CHUNK`` entries.
-    The margin of a triplet is the same float subtraction of the same distance-matrix
-    entries, compared with the same thresholds, so the selection is identical, and so is
-    the order (by anchor, then positive, then negative).
+    Each positive pair ``(a, p)`` (in the library's lexicographic order) is compared with a
+    whole row ``mat[a]`` of candidate negatives at once: an ``(pairs, n)`` block of at most
+    ``MINING_CHUNK`` entries. The margin of a triplet is the library's float subtraction of
+    the same distance-matrix entries, compared with the same thresholds.
 
-    Args:
-        mat: (n, n) distances (or similarities when ``is_inverted``), as the miner's
-            ``distance(embeddings, embeddings)`` returns them.
-        labels: (n,) class labels.
-        margin: the miner's margin.
-        type_of_triplets: ``"all"``, ``"hard"``, ``"semihard"`` or ``"easy"``.
-        is_inverted: the distance is a similarity (larger is closer).
-
-    Returns:
-        ``(anchors, positives, negatives)`` int64 index tensors of equal length.
+    Yields:
+        ``(anchors, positives, keep, triplet_margin)``: the block's pairs, the ``(pairs, n)``
+        bool mask of selected negatives and the ``(pairs, n)`` triplet margins (NaN where the
+        candidate shares the anchor's class).
     """
     if type_of_triplets not in ("all", "hard", "semihard", "easy"):
         raise BenchError(f"unknown triplet type {type_of_triplets!r}")
@@ -62,9 +58,7 @@ def mine_margin_triplets(
     # NaN where the candidate shares the anchor's class: every comparison with NaN is False,
     # so those entries drop out of each triplet type without a separate mask.
     negative_mat = mat.masked_fill(~diffs, float("nan"))
-    n = mat.shape[0]
-    step = max(1, MINING_CHUNK // max(n, 1))
-    found = []
+    step = max(1, MINING_CHUNK // max(mat.shape[0], 1))
     for start in range(0, anchors.numel(), step):
         a = anchors[start : start + step]
         p = positives[start : start + step]
@@ -79,6 +73,36 @@ def mine_margin_triplets(
                 keep &= triplet_margin <= 0
             elif type_of_triplets == "semihard":
                 keep &= triplet_margin > 0
+        yield a, p, keep, triplet_margin
+
+
+def mine_margin_triplets(
+    mat: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float,
+    type_of_triplets: str = "semihard",
+    is_inverted: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The triplets pytorch-metric-learning's ``TripletMarginMiner`` returns, without its n^3 table.
+
+    The library enumerates every (anchor, positive, negative) triplet of the batch (about
+    700k for 192 images) and then filters them; here the selection is made pair by pair
+    (``_margin_triplet_blocks``), so it is identical, and so is the order (by anchor, then
+    positive, then negative).
+
+    Args:
+        mat: (n, n) distances (or similarities when ``is_inverted``), as the miner's
+            ``distance(embeddings, embeddings)`` returns them.
+        labels: (n,) class labels.
+        margin: the miner's margin.
+        type_of_triplets: ``"all"``, ``"hard"``, ``"semihard"`` or ``"easy"``.
+        is_inverted: the distance is a similarity (larger is closer).
+
+    Returns:
+        ``(anchors, positives, negatives)`` int64 index tensors of equal length.
+    """
+    found = []
+    for a, p, keep, _ in _margin_triplet_blocks(mat, labels, margin, type_of_triplets, is_inverted):
         pair, negative = keep.nonzero().unbind(1)
         found.append((a[pair], p[pair], negative))
     if len(found) == 1:
@@ -87,6 +111,115 @@ def mine_margin_triplets(
         empty = labels.new_zeros(0, dtype=torch.int64)
         return empty, empty.clone(), empty.clone()
     return tuple(torch.cat(parts) for parts in zip(*found, strict=True))
+
+
+@dataclass(frozen=True)
+class MarginTripletLoss:
+    """The loss of one batch's margin-mined triplets, and what it was made of.
+
+    Attributes:
+        loss: scalar; its gradient is the library's (see ``margin_triplet_loss``).
+        tuples: () int64, triplets mined.
+        active: () int64, mined triplets with non-zero loss.
+        negative_columns: (n,) int64, how many mined triplets use batch image j as negative.
+    """
+
+    loss: torch.Tensor
+    tuples: torch.Tensor
+    active: torch.Tensor
+    negative_columns: torch.Tensor
+
+
+class _GivenGradient(torch.autograd.Function):
+    """A scalar ``value`` whose gradient with respect to ``mat`` is the tensor ``grad``."""
+
+    @staticmethod
+    def forward(ctx, mat, grad, value):
+        ctx.save_for_backward(grad)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        return grad_output * grad, None, None
+
+
+def _repeated_sums(g: torch.Tensor, most: int) -> torch.Tensor:
+    """``table[k]`` = ``g + g + ... + g`` (k terms) added one at a time in ``g``'s precision,
+    the way autograd's indexed accumulation adds k equal per-triplet gradients."""
+    step = g.cpu().numpy()
+    sums = np.zeros(most + 1, dtype=step.dtype)
+    total = step.dtype.type(0)
+    for k in range(1, most + 1):
+        total = total + step
+        sums[k] = total
+    return torch.from_numpy(sums).to(g.device)
+
+
+def margin_triplet_loss(
+    mat: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float,
+    type_of_triplets: str = "semihard",
+    reduction: str = "mean-nonzero",
+    is_inverted: bool = False,
+) -> MarginTripletLoss | None:
+    """pytorch-metric-learning's ``TripletMarginLoss`` on ``TripletMarginMiner``'s triplets,
+    without listing the triplets.
+
+    The library gathers ``mat[a, p]`` and ``mat[a, n]`` for each of the 10^4 to 10^5 triplets
+    a batch of 192 images yields, and its backward scatters them back. But a mined triplet's
+    loss ``relu(d_ap - d_an + margin)`` is linear in the distances (every mined triplet has
+    ``d_an - d_ap <= margin``), so the gradient with respect to ``mat`` only depends on how
+    many active triplets each entry takes part in: entry ``[a, p]`` receives ``k`` times the
+    per-triplet gradient ``g`` (and ``[a, n]`` minus that), where ``g = 1 / count`` comes from
+    the reduction. Those counts are summed over the miner's ``(pairs, n)`` mask, and the
+    ``k``-fold sums of ``g`` are added one term at a time as autograd's indexed accumulation
+    does, so on the CPU the gradient equals the library's bit for bit (``tests/test_mining``).
+    The loss value (for the training log only) is the same sum in float64.
+
+    Args:
+        mat: (n, n) distance matrix with gradient, ``distance(emb, emb)``.
+        labels: (n,) batch labels.
+        margin: miner and loss margin.
+        type_of_triplets: ``"semihard"``, ``"hard"`` or ``"all"`` (``"easy"`` triplets have
+            zero loss).
+        reduction: ``"mean-nonzero"`` (the library's ``AvgNonZeroReducer``) or ``"mean"``.
+        is_inverted: ``mat`` holds similarities.
+
+    Returns:
+        The loss and counts, or None when no triplet was mined.
+    """
+    n = mat.shape[0]
+    detached = mat.detach()
+    pos_k = torch.zeros(n, n, dtype=torch.int64, device=mat.device)
+    neg_k = torch.zeros_like(pos_k)
+    columns = torch.zeros(n, dtype=torch.int64, device=mat.device)
+    tuples = torch.zeros((), dtype=torch.int64, device=mat.device)
+    for a, p, keep, triplet_margin in _margin_triplet_blocks(detached, labels, margin, type_of_triplets, is_inverted):
+        # relu(margin - triplet_margin) > 0 exactly when triplet_margin < margin.
+        active = keep & (triplet_margin < margin)
+        pos_k[a, p] = active.sum(1)
+        neg_k.index_add_(0, a, active.long())
+        columns += keep.sum(0)
+        tuples += keep.sum()
+    if int(tuples) == 0:
+        return None
+    active_total = pos_k.sum()
+    count = active_total.clamp(min=1) if reduction == "mean-nonzero" else tuples
+    # The per-triplet gradient as the library's backward computes it: d(sum / count) / d sum.
+    g = torch.ones((), dtype=mat.dtype, device=mat.device) / count
+    sums = _repeated_sums(g, int(torch.maximum(pos_k.max(), neg_k.max())))
+    closer, farther = (neg_k, pos_k) if is_inverted else (pos_k, neg_k)
+    grad = sums[closer] - sums[farther]
+    signed = (closer - farther).to(torch.float64)
+    value = ((signed * detached.to(torch.float64)).sum() + margin * active_total) / count
+    return MarginTripletLoss(
+        loss=_GivenGradient.apply(mat, grad, value.to(mat.dtype)),
+        tuples=tuples,
+        active=active_total,
+        negative_columns=columns,
+    )
 
 
 def mine_batch_hard(
@@ -183,6 +316,7 @@ class MinedTriplet(EmbeddingMethod):
         return Batch(positions=index.draw_in_class(classes, gen), anchor_classes=classes)
 
     def _mine(self, emb: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The triplets (anchor, positive, negative indices) this method mines from a batch."""
         with torch.no_grad():
             # As the library's miners: distance(embeddings, ref_emb) with ref_emb = embeddings.
             detached = emb.detach()
@@ -196,6 +330,21 @@ class MinedTriplet(EmbeddingMethod):
         labels = batch.anchor_classes
         x = self._images[batch.positions]
         emb = self.model_(x)
+        if self.miner == "batch-hard":
+            return self._batch_hard_loss(emb, labels, batch, int(x.shape[0]))
+        # As the library's loss: distance(embeddings, ref_emb) with ref_emb = embeddings.
+        mat = self._distance(emb, emb)
+        out = margin_triplet_loss(
+            mat, labels, self.margin, self.miner, self.reduction, self._distance.is_inverted
+        )
+        if out is None:  # nothing mined this step
+            zero = torch.zeros((), dtype=torch.int64, device=emb.device)
+            return StepLoss(loss=emb.sum() * 0.0, active=zero, tuples=zero, forward_images=int(x.shape[0]))
+        batch.negative_classes = labels
+        batch.negative_weights = out.negative_columns
+        return StepLoss(loss=out.loss, active=out.active, tuples=out.tuples, forward_images=int(x.shape[0]))
+
+    def _batch_hard_loss(self, emb: torch.Tensor, labels: torch.Tensor, batch: Batch, images: int) -> StepLoss:
         triplets = self._mine(emb, labels)
         batch.negative_classes = labels[triplets[2]]
         out = self._loss_fn(emb, labels, indices_tuple=triplets)
@@ -207,5 +356,5 @@ class MinedTriplet(EmbeddingMethod):
             loss=loss,
             active=(losses > 0).sum(),
             tuples=torch.tensor(triplets[0].numel(), device=emb.device),
-            forward_images=int(x.shape[0]),
+            forward_images=images,
         )
