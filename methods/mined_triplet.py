@@ -32,48 +32,52 @@ def _pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _margin_triplet_blocks(
-    mat: torch.Tensor,
-    labels: torch.Tensor,
-    margin: float,
-    type_of_triplets: str,
-    is_inverted: bool,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """The selection of pytorch-metric-learning's ``TripletMarginMiner``, one block of
-    positive pairs at a time.
+    mat: torch.Tensor, labels: torch.Tensor, is_inverted: bool
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Every candidate triplet's margin, one block of positive pairs at a time.
 
     Each positive pair ``(a, p)`` (in the library's lexicographic order) is compared with a
     whole row ``mat[a]`` of candidate negatives at once: an ``(pairs, n)`` block of at most
-    ``MINING_CHUNK`` entries. The margin of a triplet is the library's float subtraction of
-    the same distance-matrix entries, compared with the same thresholds.
+    ``MINING_CHUNK`` entries, computed with the library's float subtraction of the same
+    distance-matrix entries.
 
     Yields:
-        ``(anchors, positives, keep, triplet_margin)``: the block's pairs, the ``(pairs, n)``
-        bool mask of selected negatives and the ``(pairs, n)`` triplet margins (NaN where the
-        candidate shares the anchor's class).
+        ``(anchors, positives, triplet_margin)``: the block's pairs and their ``(pairs, n)``
+        margins ``d_an - d_ap``, NaN where the candidate shares the anchor's class (every
+        comparison with NaN is False, so those entries drop out of every selection).
     """
-    if type_of_triplets not in ("all", "hard", "semihard", "easy"):
-        raise BenchError(f"unknown triplet type {type_of_triplets!r}")
     matches, diffs = _pair_masks(labels)
     anchors, positives = torch.where(matches)
-    # NaN where the candidate shares the anchor's class: every comparison with NaN is False,
-    # so those entries drop out of each triplet type without a separate mask.
     negative_mat = mat.masked_fill(~diffs, float("nan"))
     step = max(1, MINING_CHUNK // max(mat.shape[0], 1))
     for start in range(0, anchors.numel(), step):
         a = anchors[start : start + step]
         p = positives[start : start + step]
         ap_dist = mat[a, p].unsqueeze(1)
-        an_dist = negative_mat[a]
-        triplet_margin = ap_dist - an_dist if is_inverted else an_dist - ap_dist
-        if type_of_triplets == "easy":
-            keep = triplet_margin > margin
-        else:
-            keep = triplet_margin <= margin
-            if type_of_triplets == "hard":
-                keep &= triplet_margin <= 0
-            elif type_of_triplets == "semihard":
-                keep &= triplet_margin > 0
-        yield a, p, keep, triplet_margin
+        an_dist = negative_mat.index_select(0, a)
+        yield a, p, (an_dist.neg_().add_(ap_dist) if is_inverted else an_dist.sub_(ap_dist))
+
+
+def _select(triplet_margin: torch.Tensor, margin: float, type_of_triplets: str, dtype: torch.dtype) -> torch.Tensor:
+    """``TripletMarginMiner``'s test of each triplet margin, as 1/0 (or True/False) of ``dtype``.
+
+    The comparisons write ``dtype`` directly: a float mask is counted with float sums, which
+    on the CPU cost a fraction of a bool-to-integer conversion.
+    """
+    if type_of_triplets not in ("all", "hard", "semihard", "easy"):
+        raise BenchError(f"unknown triplet type {type_of_triplets!r}")
+
+    def test(compare, value) -> torch.Tensor:
+        return compare(triplet_margin, value, out=torch.empty_like(triplet_margin, dtype=dtype))
+
+    if type_of_triplets == "easy":
+        return test(torch.gt, margin)
+    keep = test(torch.le, margin)
+    if type_of_triplets == "hard":
+        keep.mul_(test(torch.le, 0))
+    elif type_of_triplets == "semihard":
+        keep.mul_(test(torch.gt, 0))
+    return keep
 
 
 def mine_margin_triplets(
@@ -102,7 +106,8 @@ def mine_margin_triplets(
         ``(anchors, positives, negatives)`` int64 index tensors of equal length.
     """
     found = []
-    for a, p, keep, _ in _margin_triplet_blocks(mat, labels, margin, type_of_triplets, is_inverted):
+    for a, p, triplet_margin in _margin_triplet_blocks(mat, labels, is_inverted):
+        keep = _select(triplet_margin, margin, type_of_triplets, torch.bool)
         pair, negative = keep.nonzero().unbind(1)
         found.append((a[pair], p[pair], negative))
     if len(found) == 1:
@@ -192,25 +197,27 @@ def margin_triplet_loss(
     """
     n = mat.shape[0]
     detached = mat.detach()
-    pos_k = torch.zeros(n, n, dtype=torch.int64, device=mat.device)
+    # Counts in mat's float type: exact integers, and float sums are the cheap ones here.
+    pos_k = torch.zeros(n, n, dtype=mat.dtype, device=mat.device)
     neg_k = torch.zeros_like(pos_k)
-    columns = torch.zeros(n, dtype=torch.int64, device=mat.device)
-    tuples = torch.zeros((), dtype=torch.int64, device=mat.device)
-    for a, p, keep, triplet_margin in _margin_triplet_blocks(detached, labels, margin, type_of_triplets, is_inverted):
+    columns = torch.zeros(n, dtype=torch.float64, device=mat.device)
+    for a, p, triplet_margin in _margin_triplet_blocks(detached, labels, is_inverted):
+        keep = _select(triplet_margin, margin, type_of_triplets, mat.dtype)
+        columns += keep.sum(0)  # exact: a block has fewer than 2^24 rows
         # relu(margin - triplet_margin) > 0 exactly when triplet_margin < margin.
-        active = keep & (triplet_margin < margin)
+        active = keep.mul_(torch.lt(triplet_margin, margin, out=torch.empty_like(keep)))
         pos_k[a, p] = active.sum(1)
-        neg_k.index_add_(0, a, active.long())
-        columns += keep.sum(0)
-        tuples += keep.sum()
+        neg_k.index_add_(0, a, active)
+    tuples = columns.sum().to(torch.int64)
     if int(tuples) == 0:
         return None
-    active_total = pos_k.sum()
+    active_total = pos_k.sum(dtype=torch.float64).to(torch.int64)
     count = active_total.clamp(min=1) if reduction == "mean-nonzero" else tuples
     # The per-triplet gradient as the library's backward computes it: d(sum / count) / d sum.
     g = torch.ones((), dtype=mat.dtype, device=mat.device) / count
-    sums = _repeated_sums(g, int(torch.maximum(pos_k.max(), neg_k.max())))
     closer, farther = (neg_k, pos_k) if is_inverted else (pos_k, neg_k)
+    closer, farther = closer.to(torch.int64), farther.to(torch.int64)
+    sums = _repeated_sums(g, int(torch.maximum(closer.max(), farther.max())))
     grad = sums[closer] - sums[farther]
     signed = (closer - farther).to(torch.float64)
     value = ((signed * detached.to(torch.float64)).sum() + margin * active_total) / count
@@ -218,7 +225,7 @@ def margin_triplet_loss(
         loss=_GivenGradient.apply(mat, grad, value.to(mat.dtype)),
         tuples=tuples,
         active=active_total,
-        negative_columns=columns,
+        negative_columns=columns.to(torch.int64),
     )
 
 
