@@ -31,11 +31,13 @@ RECORD_EVERY = 10
 def build_optimizer(params, lr: float) -> torch.optim.Optimizer:
     """The optimizer every method (and the profile's baselines) trains with: Adam.
 
-    ``foreach=True`` updates all parameters with multi-tensor kernels: on the CPU this gives
-    bit for bit the updates of the default per-parameter loop (PyTorch only defaults to
-    foreach on CUDA) at about half its cost, a third of the reference MLP's step on one thread.
+    ``fused=True`` updates every parameter in one kernel pass instead of the default
+    per-parameter sequence of about ten element-wise ops. On one CPU thread that pass is
+    about a sixth of the default's cost, which was a third of the reference MLP's whole
+    training step (fit 1.2 to 1.4x faster, measured). Its rounding differs from the default
+    loop's in the last bits, so records made before this choice do not rerun bit for bit.
     """
-    return torch.optim.Adam(params, lr=lr, foreach=True)
+    return torch.optim.Adam(params, lr=lr, fused=True)
 
 
 class TrainingDiverged(RuntimeError):
