@@ -151,13 +151,13 @@ class _GivenGradient(torch.autograd.Function):
 
 def _repeated_sums(g: torch.Tensor, most: int) -> torch.Tensor:
     """``table[k]`` = ``g + g + ... + g`` (k terms) added one at a time in ``g``'s precision,
-    the way autograd's indexed accumulation adds k equal per-triplet gradients."""
+    the way autograd's indexed accumulation adds k equal per-triplet gradients.
+
+    NumPy's ``cumsum`` accumulates sequentially in the requested dtype (unlike its pairwise
+    ``sum``), which is exactly that."""
     step = g.cpu().numpy()
     sums = np.zeros(most + 1, dtype=step.dtype)
-    total = step.dtype.type(0)
-    for k in range(1, most + 1):
-        total = total + step
-        sums[k] = total
+    np.cumsum(np.full(most, step, dtype=step.dtype), dtype=step.dtype, out=sums[1:])
     return torch.from_numpy(sums).to(g.device)
 
 

@@ -168,3 +168,98 @@ def test_contrastive_losses_match_library(normalize, positives):
     assert torch.isfinite(mine.grad).all()
     # The library's matrix distance has no useful gradient at distance 0; compare elsewhere.
     torch.testing.assert_close(mine.grad[1:pairs], ref.grad[1:pairs], rtol=1e-3, atol=1e-4)
+
+
+def _library_loss_and_grad(distance, emb, labels, margin, kind, reduction):
+    """pytorch-metric-learning's miner + TripletMarginLoss, reduced as the method reduces."""
+    from pytorch_metric_learning.losses import TripletMarginLoss
+    from pytorch_metric_learning.reducers import DoNothingReducer
+
+    from methods.base import per_tuple_reduce
+
+    leaf = emb.clone().requires_grad_(True)
+    triplets = TripletMarginMiner(margin=margin, type_of_triplets=kind, distance=distance)(emb, labels)
+    loss_fn = TripletMarginLoss(margin=margin, distance=distance, reducer=DoNothingReducer())
+    losses = loss_fn(leaf, labels, indices_tuple=triplets)["loss"]["losses"]
+    if not torch.is_tensor(losses):
+        return triplets, None, None, None
+    loss = per_tuple_reduce(losses, reduction)
+    loss.backward()
+    return triplets, losses, loss, leaf.grad
+
+
+@pytest.mark.parametrize("layout", ["groups-of-4", "two-classes", "imbalanced", "singletons"])
+@pytest.mark.parametrize("kind", ["semihard", "hard", "all"])
+@pytest.mark.parametrize("reduction", ["mean-nonzero", "mean"])
+@pytest.mark.parametrize("distance_name", ["l2-normalized", "l2", "cosine"])
+def test_count_based_loss_has_the_library_gradient_bit_for_bit(layout, kind, reduction, distance_name):
+    """``margin_triplet_loss`` never lists the triplets, yet its gradient is exactly the
+    library's, and so are the triplet and active counts."""
+    from methods.mined_triplet import margin_triplet_loss
+
+    distance = {
+        "l2-normalized": LpDistance(normalize_embeddings=True, p=2, power=1),
+        "l2": LpDistance(normalize_embeddings=False, p=2, power=1),
+        "cosine": CosineSimilarity(),
+    }[distance_name]
+    margin = 1.0 if distance_name == "l2" else 0.2
+    compared = 0
+    for seed in range(4):
+        gen = torch.Generator().manual_seed(seed)
+        labels = _layout(layout, gen)
+        emb = _embeddings(labels.numel(), gen, duplicates=seed == 3)
+        triplets, losses, expected, expected_grad = _library_loss_and_grad(
+            distance, emb, labels, margin, kind, reduction
+        )
+        leaf = emb.clone().requires_grad_(True)
+        out = margin_triplet_loss(distance(leaf, leaf), labels, margin, kind, reduction, distance.is_inverted)
+        if expected is None:
+            assert out is None
+            continue
+        out.loss.backward()
+        assert torch.equal(leaf.grad, expected_grad)
+        torch.testing.assert_close(out.loss, expected.detach(), rtol=1e-5, atol=1e-6)
+        assert int(out.tuples) == triplets[0].numel()
+        assert int(out.active) == int((losses > 0).sum())
+        assert torch.equal(out.negative_columns, torch.bincount(triplets[2], minlength=labels.numel()))
+        compared += 1
+    assert compared > 0
+
+
+def test_count_based_loss_is_the_same_in_small_blocks(monkeypatch):
+    from methods.mined_triplet import margin_triplet_loss
+
+    gen = torch.Generator().manual_seed(8)
+    labels = _layout("groups-of-4", gen)
+    emb = _embeddings(labels.numel(), gen, duplicates=True)
+    distance = LpDistance(normalize_embeddings=True)
+    grads = []
+    for chunk in (mined_triplet.MINING_CHUNK, 500):
+        monkeypatch.setattr(mined_triplet, "MINING_CHUNK", chunk)
+        leaf = emb.clone().requires_grad_(True)
+        margin_triplet_loss(distance(leaf, leaf), labels, 0.3, "all").loss.backward()
+        grads.append(leaf.grad)
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_count_based_loss_returns_none_when_nothing_is_mined():
+    from methods.mined_triplet import margin_triplet_loss
+
+    labels = torch.tensor([0, 0, 1, 1])
+    emb = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # classes far apart
+    mat = LpDistance(normalize_embeddings=True)(emb, emb)
+    assert margin_triplet_loss(mat, labels, 0.2, "semihard") is None
+
+
+def test_repeated_sums_add_one_term_at_a_time():
+    import numpy as np
+
+    from methods.mined_triplet import _repeated_sums
+
+    for count in (3, 7, 1000, 123457):
+        g = torch.ones(()) / count
+        table = _repeated_sums(g, 300)
+        total = np.float32(0)
+        for k in range(1, 301):
+            total = total + np.float32(g.item())
+            assert table[k].item() == total

@@ -18,5 +18,25 @@ def test_profile_prints_both_ratios():
     assert proc.returncode == 0, proc.stderr
     assert "vs bare loop" in proc.stdout
     assert "vs per-item pipeline" in proc.stdout
-    for name in ("bare loop", "per-item pipeline", "mined-triplet", "siamese"):
+    assert "vs per-item, tensor rows" in proc.stdout
+    for name in ("bare loop", "per-item pipeline (table rows)", "per-item pipeline (tensor rows)", "mined-triplet"):
         assert name in proc.stdout
+
+
+def test_per_item_pipelines_read_the_same_triplets_from_a_table_and_a_tensor(digits_splits):
+    """The reference-style pipeline decodes datasets-table rows into the very images the
+    tensor-row pipeline indexes: only where the pixels come from differs."""
+    import torch
+
+    from bench.profile import PerItemTriplets
+
+    train = digits_splits.train
+    table = PerItemTriplets(train, seed=3, rows="table")
+    tensor = PerItemTriplets(train, seed=3, rows="tensor")
+    for i in (0, 5, len(train) - 1):
+        for a, b in zip(table[i], tensor[i], strict=True):
+            assert a.dtype == torch.float32 and a.shape == tuple(train.image_shape)
+            assert torch.equal(a, b)
+    means = table[0][0]
+    y = int(train.labels[0])
+    assert torch.allclose(means, train.images[train.labels == y].float().mean(0))
