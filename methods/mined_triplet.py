@@ -257,12 +257,14 @@ class MinedTriplet(EmbeddingMethod):
     plan weights, ``images_per_class`` uniform images (with replacement) for each draw,
     truncated to ``batch_images``; a class drawn twice simply contributes more images.
 
-    Mining: the triplets pytorch-metric-learning's ``TripletMarginMiner(type_of_triplets=miner)``
-    selects for ``"semihard"`` (default), ``"hard"`` or ``"all"``, or its ``BatchHardMiner`` for
-    ``"batch-hard"`` (computed by ``mine_margin_triplets`` / ``mine_batch_hard``: the same
-    triplets without the library's table of every triplet); then its ``TripletMarginLoss`` on the mined triplets, with
+    Mining and loss: pytorch-metric-learning's ``TripletMarginLoss`` on the triplets its
+    ``TripletMarginMiner(type_of_triplets=miner)`` selects for ``"semihard"`` (default),
+    ``"hard"`` or ``"all"``, or its ``BatchHardMiner`` selects for ``"batch-hard"``, with
     ``LpDistance(normalize_embeddings=normalize)`` (plain Euclidean) for both, reduced over
     the triplets with non-zero loss (``reduction="mean-nonzero"``, the library's default).
+    The margin miners' loss is computed by ``margin_triplet_loss`` from per-entry triplet
+    counts (the library's gradient bit for bit, without listing 10^4 to 10^5 triplets per
+    step); batch-hard's one triplet per anchor goes through the library's loss itself.
     ``sampling_["tuples"]`` counts mined triplets; ``anchor_counts`` the batch images per
     class; ``negative_counts`` the classes of the mined negatives.
 
