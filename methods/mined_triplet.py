@@ -220,7 +220,10 @@ def margin_triplet_loss(
     sums = _repeated_sums(g, int(torch.maximum(closer.max(), farther.max())))
     grad = sums[closer] - sums[farther]
     signed = (closer - farther).to(torch.float64)
-    value = ((signed * detached.to(torch.float64)).sum() + margin * active_total) / count
+    # Only entries of active triplets enter the value, so a non-finite distance elsewhere in
+    # the batch leaves it finite, as it leaves the library's loss.
+    used = detached.to(torch.float64).masked_fill(signed == 0, 0.0)
+    value = ((signed * used).sum() + margin * active_total) / count
     return MarginTripletLoss(
         loss=_GivenGradient.apply(mat, grad, value.to(mat.dtype)),
         tuples=tuples,

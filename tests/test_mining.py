@@ -263,3 +263,18 @@ def test_repeated_sums_add_one_term_at_a_time():
         for k in range(1, 301):
             total = total + np.float32(g.item())
             assert table[k].item() == total
+
+
+def test_count_based_loss_ignores_non_finite_distances_outside_its_triplets():
+    """As the library's loss: a NaN distance no mined triplet uses leaves the loss finite."""
+    from methods.mined_triplet import margin_triplet_loss
+
+    gen = torch.Generator().manual_seed(2)
+    labels = _layout("groups-of-4", gen)
+    emb = _embeddings(labels.numel(), gen, duplicates=False)
+    mat = LpDistance(normalize_embeddings=True)(emb, emb)
+    clean = margin_triplet_loss(mat, labels, 0.2, "semihard")
+    mat[0, 0] = float("nan")  # the diagonal is never an anchor-positive or anchor-negative entry
+    out = margin_triplet_loss(mat, labels, 0.2, "semihard")
+    assert torch.isfinite(out.loss)
+    assert torch.equal(out.loss, clean.loss)
