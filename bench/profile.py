@@ -199,20 +199,21 @@ def profile_training(
         for name, run in contenders.items():
             seconds[name].append(run(budget))
     nominal = budget.steps * budget.batch_images
-    rows = []
-    for name, times in seconds.items():
-        rows.append(
-            TrainingRow(
-                name=name,
-                images_per_s=nominal / statistics.median(times),
-                vs_bare=statistics.median(b / t for b, t in zip(seconds["bare loop"], times, strict=True)),
-                vs_per_item=statistics.median(p / t for p, t in zip(seconds[PER_ITEM], times, strict=True)),
-                vs_per_item_tensor=statistics.median(
-                    p / t for p, t in zip(seconds[PER_ITEM_TENSOR], times, strict=True)
-                ),
-            )
+
+    def ratio(baseline: str, times: list[float]) -> float:
+        """Median over rounds of baseline seconds / contender seconds (same round)."""
+        return statistics.median(b / t for b, t in zip(seconds[baseline], times, strict=True))
+
+    return [
+        TrainingRow(
+            name=name,
+            images_per_s=nominal / statistics.median(times),
+            vs_bare=ratio("bare loop", times),
+            vs_per_item=ratio(PER_ITEM, times),
+            vs_per_item_tensor=ratio(PER_ITEM_TENSOR, times),
         )
-    return rows
+        for name, times in seconds.items()
+    ]
 
 
 # ----------------------------------------------------------------------------- evaluation
