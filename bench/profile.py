@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.budget import Budget
 from bench.datasets.image_set import ImageSet, Splits
+from bench.sampling.budget import Budget
 
 ROUNDS = 5
 PER_ITEM = "per-item pipeline (table rows)"
@@ -125,7 +125,9 @@ class PerItemTriplets(torch.utils.data.Dataset):
         return self.means[y], self.read(positive), self.read(negative)
 
 
-def per_item_seconds(train: ImageSet, trunk: str, budget: Budget, seed: int = 0, rows: str = "table") -> float:
+def per_item_seconds(
+    train: ImageSet, trunk: str, budget: Budget, seed: int = 0, rows: str = "table"
+) -> float:
     """Seconds for ``budget.steps`` steps of the per-item Dataset + DataLoader triplet pipeline.
 
     Each step collates ``batch_images // 3`` triplets, forwards the three stacks at once and
@@ -138,7 +140,10 @@ def per_item_seconds(train: ImageSet, trunk: str, budget: Budget, seed: int = 0,
     torch.manual_seed(seed)
     dataset = PerItemTriplets(train, seed, rows)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=max(1, budget.batch_images // 3), shuffle=True, drop_last=True,
+        dataset,
+        batch_size=max(1, budget.batch_images // 3),
+        shuffle=True,
+        drop_last=True,
         generator=torch.Generator().manual_seed(seed),
     )
     model = build_trunk(trunk, train.image_shape, budget.embedding_size)
@@ -235,7 +240,9 @@ def synthetic_splits(
         images = (prototypes[labels] + 0.5 * torch.rand(n, *shape, generator=g)).clamp(0, 1)
         return ImageSet(images, labels, codes, 0, name)
 
-    return Splits(split(references, "train"), split(max(classes, queries // 5), "val"), split(queries, "test"))
+    return Splits(
+        split(references, "train"), split(max(classes, queries // 5), "val"), split(queries, "test")
+    )
 
 
 def profile_evaluation(
@@ -246,7 +253,7 @@ def profile_evaluation(
     The method is a classifier fitted for 2 steps: its weights do not change the cost, and
     it has a head, so the ``head`` rule is timed too.
     """
-    from bench.evaluate import evaluate
+    from bench.evaluation.evaluate import evaluate
     from methods import create_method
 
     splits = synthetic_splits(references, queries)
@@ -281,7 +288,9 @@ def profile_growth(
     The dataset of ``n`` images is split 6 : 1 into references and queries, like
     Fashion-MNIST's 60,000 / 10,000; the embedding sweep runs at the middle size.
     """
-    cells = [(n, 128) for n in sizes] + [(sorted(sizes)[len(sizes) // 2], d) for d in embedding_sizes if d != 128]
+    cells = [(n, 128) for n in sizes] + [
+        (sorted(sizes)[len(sizes) // 2], d) for d in embedding_sizes if d != 128
+    ]
     rows = []
     for n, d in cells:
         references, queries = n * 6 // 7, n // 7
@@ -301,11 +310,17 @@ def add_profile_arguments(parser) -> None:
     parser.add_argument("--dataset", default="inspection", help="dataset to train on (default: inspection)")
     parser.add_argument("--trunk", default="mlp", help="shared trunk (default: mlp)")
     parser.add_argument("--steps", type=int, default=100, help="steps per timed fit (default: 100)")
-    parser.add_argument("--batch-images", type=int, default=None, help="images per step (default: the budget's)")
+    parser.add_argument(
+        "--batch-images", type=int, default=None, help="images per step (default: the budget's)"
+    )
     parser.add_argument("--method", action="append", help="method to time (repeatable; default: all)")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds (median taken)")
-    parser.add_argument("--eval", action="store_true", help="also time evaluate() on 10k queries x 60k references")
-    parser.add_argument("--growth", action="store_true", help="time training and evaluation vs data and embedding size")
+    parser.add_argument(
+        "--eval", action="store_true", help="also time evaluate() on 10k queries x 60k references"
+    )
+    parser.add_argument(
+        "--growth", action="store_true", help="time training and evaluation vs data and embedding size"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
 
 
@@ -313,8 +328,8 @@ def run_profile(args, console) -> int:
     """Run ``python -m bench profile`` and print rich tables; returns the exit code."""
     from rich.table import Table
 
+    from bench.core.errors import BenchError
     from bench.datasets import load_dataset, split_dataset
-    from bench.errors import BenchError
     from methods import list_methods
 
     if args.steps < 1 or args.rounds < 1 or args.threads < 1:
@@ -336,7 +351,10 @@ def run_profile(args, console) -> int:
         table.add_column(col, justify="left" if col == "contender" else "right")
     for row in rows:
         table.add_row(
-            row.name, f"{row.images_per_s:,.0f}", f"{row.vs_bare:.2f}x", f"{row.vs_per_item:.2f}x",
+            row.name,
+            f"{row.images_per_s:,.0f}",
+            f"{row.vs_bare:.2f}x",
+            f"{row.vs_per_item:.2f}x",
             f"{row.vs_per_item_tensor:.2f}x",
         )
     console.print(table)
@@ -346,7 +364,9 @@ def run_profile(args, console) -> int:
         table = Table(title="evaluate(): 10,000 queries x 60,000 references, 128-d")
         for col in ("eval s", "embedding s", "search + rules + metrics s"):
             table.add_column(col, justify="right")
-        table.add_row(f"{result['eval_s']:.1f}", f"{result['embed_s']:.1f}", f"{result['search_and_metrics_s']:.1f}")
+        table.add_row(
+            f"{result['eval_s']:.1f}", f"{result['embed_s']:.1f}", f"{result['search_and_metrics_s']:.1f}"
+        )
         console.print(table)
     if args.growth:
         grow = profile_growth(steps=args.steps, trunk=args.trunk)
@@ -355,8 +375,12 @@ def run_profile(args, console) -> int:
             table.add_column(col, justify="right")
         for r in grow:
             table.add_row(
-                f"{r['images']:,}", str(r["embedding_size"]), f"{r[f'fit_{args.steps}_steps_s']:.2f}",
-                f"{r['eval_s']:.2f}", f"{r['embed_s']:.2f}", f"{r['search_and_metrics_s']:.2f}",
+                f"{r['images']:,}",
+                str(r["embedding_size"]),
+                f"{r[f'fit_{args.steps}_steps_s']:.2f}",
+                f"{r['eval_s']:.2f}",
+                f"{r['embed_s']:.2f}",
+                f"{r['search_and_metrics_s']:.2f}",
             )
         console.print(table)
     return 0

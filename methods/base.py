@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from bench.budget import Budget
+from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet
-from bench.errors import BenchError
-from bench.plan import BalancePlan
+from bench.sampling.budget import Budget
+from bench.sampling.plan import BalancePlan
 from methods.sampling import ClassIndex, plan_weight_table
 from methods.trunks import build_trunk, list_trunks
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.budget import Budget
+from bench.sampling.budget import Budget
 from methods.base import Batch, EmbeddingMethod, StepLoss, check_positive
 from methods.registry import register_method
 

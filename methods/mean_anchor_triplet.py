@@ -8,9 +8,9 @@ from pytorch_metric_learning.losses import TripletMarginLoss
 from pytorch_metric_learning.reducers import DoNothingReducer
 from torch import nn
 
-from bench.budget import Budget
+from bench.core.errors import BenchError
 from bench.datasets.image_set import class_means
-from bench.errors import BenchError
+from bench.sampling.budget import Budget
 from methods.base import Batch, EmbeddingMethod, StepLoss, check_choice, check_positive, per_tuple_reduce
 from methods.registry import register_method
 

@@ -12,8 +12,8 @@ from pytorch_metric_learning.losses import TripletMarginLoss
 from pytorch_metric_learning.reducers import DoNothingReducer
 from torch import nn
 
-from bench.budget import Budget
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.sampling.budget import Budget
 from methods.base import Batch, EmbeddingMethod, StepLoss, check_choice, check_positive, per_tuple_reduce
 from methods.registry import register_method
 
@@ -58,7 +58,9 @@ def _margin_triplet_blocks(
         yield a, p, (an_dist.neg_().add_(ap_dist) if is_inverted else an_dist.sub_(ap_dist))
 
 
-def _select(triplet_margin: torch.Tensor, margin: float, type_of_triplets: str, dtype: torch.dtype) -> torch.Tensor:
+def _select(
+    triplet_margin: torch.Tensor, margin: float, type_of_triplets: str, dtype: torch.dtype
+) -> torch.Tensor:
     """``TripletMarginMiner``'s test of each triplet margin, as 1/0 (or True/False) of ``dtype``.
 
     The comparisons write ``dtype`` directly: a float mask is counted with float sums, which
@@ -356,7 +358,9 @@ class MinedTriplet(EmbeddingMethod):
         batch.negative_weights = out.negative_columns
         return StepLoss(loss=out.loss, active=out.active, tuples=out.tuples, forward_images=int(x.shape[0]))
 
-    def _batch_hard_loss(self, emb: torch.Tensor, labels: torch.Tensor, batch: Batch, images: int) -> StepLoss:
+    def _batch_hard_loss(
+        self, emb: torch.Tensor, labels: torch.Tensor, batch: Batch, images: int
+    ) -> StepLoss:
         triplets = self._mine(emb, labels)
         batch.negative_classes = labels[triplets[2]]
         out = self._loss_fn(emb, labels, indices_tuple=triplets)

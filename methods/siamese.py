@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.budget import Budget
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.sampling.budget import Budget
 from methods.base import Batch, EmbeddingMethod, StepLoss, check_choice, check_positive, per_tuple_reduce
 from methods.registry import register_method
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from bench.registry import Registry
+from bench.core.registry import Registry
 
 TrunkBuilder = Callable[[tuple[int, int], int], nn.Module]
 

@@ -18,9 +18,9 @@ DIES = "dies-mid-run"
 
 
 def run_cell(cell, *args, **kwargs):
-    """``bench.runner.run_cell``, except that a ``DIES`` cell kills its worker process."""
+    """``bench.grid.runner.run_cell``, except that a ``DIES`` cell kills its worker process."""
     if cell.method == DIES:
         os.kill(os.getpid(), signal.SIGKILL)
-    from bench.runner import run_cell as real_run_cell
+    from bench.grid.runner import run_cell as real_run_cell
 
     return real_run_cell(cell, *args, **kwargs)

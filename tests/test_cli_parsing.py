@@ -7,14 +7,50 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.cli import main
-from bench.config import GridConfig, load_grid_toml
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.grid.config import GridConfig, load_grid_toml
 
-FLAGS = ["--method", "--scheme", "--seeds", "--seed", "--trunk", "--steps", "--batch-images", "--lr",
-         "--dataset", "--headline-rule", "--cost-escape", "--good-share", "--threads", "--device", "--jobs"]
+FLAGS = [
+    "--method",
+    "--scheme",
+    "--seeds",
+    "--seed",
+    "--trunk",
+    "--steps",
+    "--batch-images",
+    "--lr",
+    "--dataset",
+    "--headline-rule",
+    "--cost-escape",
+    "--good-share",
+    "--threads",
+    "--device",
+    "--jobs",
+]
 VALUES = st.one_of(
-    st.sampled_from(["siamese", "classifier", "good-x5", "good-x", "uniform", "mlp", "cnn", "digits",
-                     "knn5", "0", "-1", "3", "1e-3", "nan", "inf", "", "cpu", "cuda", "good-x0.5"]),
+    st.sampled_from(
+        [
+            "siamese",
+            "classifier",
+            "good-x5",
+            "good-x",
+            "uniform",
+            "mlp",
+            "cnn",
+            "digits",
+            "knn5",
+            "0",
+            "-1",
+            "3",
+            "1e-3",
+            "nan",
+            "inf",
+            "",
+            "cpu",
+            "cuda",
+            "good-x0.5",
+        ]
+    ),
     st.text(max_size=8),
     st.integers(-5, 5).map(str),
 )
@@ -43,15 +79,34 @@ def test_any_run_arguments_give_exit_0_or_a_clean_error(pairs, all_, capsys):
 
 
 TOML_VALUES = st.recursive(
-    st.one_of(st.integers(-3, 700), st.floats(allow_nan=False, allow_infinity=False, width=32),
-              st.booleans(), st.sampled_from(["siamese", "uniform", "good-x5", "mlp", "x"])),
+    st.one_of(
+        st.integers(-3, 700),
+        st.floats(allow_nan=False, allow_infinity=False, width=32),
+        st.booleans(),
+        st.sampled_from(["siamese", "uniform", "good-x5", "mlp", "x"]),
+    ),
     lambda children: st.lists(children, max_size=3),
     max_leaves=5,
 )
-KEYS = st.sampled_from(["dataset", "methods", "schemes", "seeds", "trunk", "headline_rule", "cost_escape",
-                        "cost_overkill", "good_share", "stepz"])
-BUDGET = st.dictionaries(st.sampled_from(["steps", "batch_images", "lr", "embedding_size", "eval_every", "x"]),
-                         TOML_VALUES, max_size=3)
+KEYS = st.sampled_from(
+    [
+        "dataset",
+        "methods",
+        "schemes",
+        "seeds",
+        "trunk",
+        "headline_rule",
+        "cost_escape",
+        "cost_overkill",
+        "good_share",
+        "stepz",
+    ]
+)
+BUDGET = st.dictionaries(
+    st.sampled_from(["steps", "batch_images", "lr", "embedding_size", "eval_every", "x"]),
+    TOML_VALUES,
+    max_size=3,
+)
 
 
 def _toml_value(v):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from bench.core.errors import BenchError
 from bench.datasets import fashion_mnist, load_dataset
 from bench.datasets.idx import parse_idx, read_idx
-from bench.errors import BenchError
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.core.errors import BenchError
 from bench.datasets import (
     ImageSet,
     check_image_set,
@@ -13,7 +14,6 @@ from bench.datasets import (
     list_datasets,
     load_dataset,
 )
-from bench.errors import BenchError
 
 
 def test_builtin_sources_are_registered():

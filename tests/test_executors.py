@@ -12,12 +12,12 @@ from pathlib import Path
 import helpers_kill
 import pytest
 
-from bench import dask_executor, executors
-from bench.budget import Budget
-from bench.config import CellConfig
-from bench.errors import BenchError
-from bench.executors import ExecutorOptions, run_cells
-from bench.store import read_records
+from bench.core.errors import BenchError
+from bench.grid import dask_executor, executors
+from bench.grid.config import CellConfig
+from bench.grid.executors import ExecutorOptions, run_cells
+from bench.grid.store import read_records
+from bench.sampling.budget import Budget
 
 TINY = Budget(steps=20, batch_images=48)
 DATA = (("n_per_defect", 12),)
@@ -25,7 +25,9 @@ FAILED_KEYS = {"schema_version", "hash", "config", "status", "error", "env", "st
 
 
 def cell(method: str, scheme: str) -> CellConfig:
-    return CellConfig(dataset="inspection", method=method, scheme=scheme, seed=0, budget=TINY, dataset_options=DATA)
+    return CellConfig(
+        dataset="inspection", method=method, scheme=scheme, seed=0, budget=TINY, dataset_options=DATA
+    )
 
 
 CELLS = [cell("classifier", "uniform"), cell("siamese", "good-x5")]
@@ -73,11 +75,15 @@ def test_dask_thread_cluster_gives_the_local_metrics(local_records):
     # One worker: threads of one process share torch's global random state.
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with Client(cluster) as client:
-            records = {c.hash: r for c, r in dask_executor.run_on_dask(CELLS, ExecutorOptions(kind="dask"), client)}
+            records = {
+                c.hash: r for c, r in dask_executor.run_on_dask(CELLS, ExecutorOptions(kind="dask"), client)
+            }
     assert {h: metrics(r) for h, r in records.items()} == {h: metrics(r) for h, r in local_records.items()}
 
 
-def test_dask_process_cluster_survives_a_dying_worker_and_gives_the_local_metrics(local_records, dying_method):
+def test_dask_process_cluster_survives_a_dying_worker_and_gives_the_local_metrics(
+    local_records, dying_method
+):
     records = run([DIES, *CELLS], kind="dask", jobs=2)
     assert_died_twice(records.pop(DIES.hash), DIES)
     assert {h: metrics(r) for h, r in records.items()} == {h: metrics(r) for h, r in local_records.items()}
@@ -133,7 +139,10 @@ def test_cli_runs_a_grid_on_a_local_dask_cluster(tmp_path):
     args = ["run", "--method", "classifier", "--scheme", "uniform", "--scheme", "good-x5", "--quick"]
     proc = subprocess.run(
         [sys.executable, "-m", "bench", *args, "--executor", "dask", "--jobs", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=900, cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=Path(__file__).parent.parent,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = read_records(out)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.core.errors import BenchError
 from bench.datasets import load_dataset
 from bench.datasets.huggingface import load_hf
-from bench.errors import BenchError
 
 
 def gray_images(n: int, h: int = 6, w: int = 5, seed: int = 0) -> list[Image.Image]:

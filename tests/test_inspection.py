@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.core.errors import BenchError
 from bench.datasets import load_dataset
 from bench.datasets.inspection import CLASSES, DEFECT_CODES, InspectionConfig, generate_inspection
-from bench.errors import BenchError
 
 SMALL = {"n_per_defect": 6, "n_good": 12}
 

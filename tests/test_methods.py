@@ -9,8 +9,8 @@ import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from bench.budget import Budget
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.sampling.budget import Budget
 from methods import create_method, list_methods
 from methods.base import RECORD_EVERY, TrainingDiverged
 

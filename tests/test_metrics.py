@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
+from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet, Splits
-from bench.errors import BenchError
-from bench.evaluate import evaluate, mean_images
-from bench.metrics import classification_metrics
-from bench.retrieval import make_calculator, retrieval_metrics
-from bench.rules import knn_vote, nearest_neighbours, predict_rules
+from bench.evaluation.evaluate import evaluate, mean_images
+from bench.evaluation.metrics import classification_metrics
+from bench.evaluation.retrieval import make_calculator, retrieval_metrics
+from bench.evaluation.rules import knn_vote, nearest_neighbours, predict_rules
 
 CODES = ("0", "11", "12")
 

@@ -92,7 +92,9 @@ def test_inverted_distance_matches_library(miner):
     if miner == "batch-hard":
         expected = BatchHardMiner(distance=distance)(emb, labels)
     else:
-        expected = TripletMarginMiner(margin=miner[1], type_of_triplets=miner[0], distance=distance)(emb, labels)
+        expected = TripletMarginMiner(margin=miner[1], type_of_triplets=miner[0], distance=distance)(
+            emb, labels
+        )
     assert torch.equal(_as_set(_mine(miner, distance, emb, labels)), _as_set(expected))
 
 
@@ -123,7 +125,7 @@ def test_chunked_mining_matches_unchunked(monkeypatch):
 
 def test_mined_triplet_fit_uses_library_selection(digits_splits):
     """One training step's mined triplets equal the library miner's on the step's embeddings."""
-    from bench.budget import Budget
+    from bench.sampling.budget import Budget
     from methods import create_method
 
     train = digits_splits.train
@@ -154,7 +156,10 @@ def test_contrastive_losses_match_library(normalize, positives):
     second = first + pairs
     k = positives
     loss_fn = ContrastiveLoss(
-        pos_margin=0.1, neg_margin=1.0, distance=LpDistance(normalize_embeddings=normalize), reducer=DoNothingReducer()
+        pos_margin=0.1,
+        neg_margin=1.0,
+        distance=LpDistance(normalize_embeddings=normalize),
+        reducer=DoNothingReducer(),
     )
     ref = emb.clone().requires_grad_(True)
     out = loss_fn(ref, indices_tuple=(first[:k], second[:k], first[k:], second[k:]))

@@ -19,7 +19,12 @@ def test_profile_prints_both_ratios():
     assert "vs bare loop" in proc.stdout
     assert "vs per-item pipeline" in proc.stdout
     assert "vs per-item, tensor rows" in proc.stdout
-    for name in ("bare loop", "per-item pipeline (table rows)", "per-item pipeline (tensor rows)", "mined-triplet"):
+    for name in (
+        "bare loop",
+        "per-item pipeline (table rows)",
+        "per-item pipeline (tensor rows)",
+        "mined-triplet",
+    ):
         assert name in proc.stdout
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import methods.registry as registry
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from methods import create_method, list_methods, register_method
 from methods.base import EmbeddingMethod
 from methods.trunks import build_trunk, list_trunks

@@ -11,16 +11,34 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.errors import BenchError
-from bench.store import ResultStore, read_records
+from bench.core.errors import BenchError
+from bench.grid.store import ResultStore, read_records
 
-GRID = ["run", "--method", "classifier", "--scheme", "uniform", "--scheme", "sqrt", "--scheme", "good-x5",
-        "--seeds", "2", "--quick", "--steps", "40"]
+GRID = [
+    "run",
+    "--method",
+    "classifier",
+    "--scheme",
+    "uniform",
+    "--scheme",
+    "sqrt",
+    "--scheme",
+    "good-x5",
+    "--seeds",
+    "2",
+    "--quick",
+    "--steps",
+    "40",
+]
 
 
 def start(out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bench", *GRID, "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", *GRID, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_records(out: Path, n: int, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -42,8 +60,12 @@ def test_sigkill_mid_run_then_resume_completes_without_duplicates(tmp_path):
     proc.wait()
     before = read_records(out)
     assert 2 <= len(before) < 6
-    done = subprocess.run([sys.executable, "-m", "bench", *GRID, "--out", str(out), "--resume"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *GRID, "--out", str(out), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     after = read_records(out)
     hashes = [r["hash"] for r in after]
@@ -68,8 +90,24 @@ def test_interrupt_keeps_finished_cells_rebuilds_report_and_exits_130(tmp_path, 
 
 def test_diverging_cell_is_recorded_as_failed_with_its_step_and_the_grid_goes_on(tmp_path):
     out = tmp_path / "run"
-    code = main(["run", "--method", "classifier", "--scheme", "uniform", "--scheme", "sqrt",
-                 "--quick", "--steps", "20", "--lr", "1e12", "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "--method",
+            "classifier",
+            "--scheme",
+            "uniform",
+            "--scheme",
+            "sqrt",
+            "--quick",
+            "--steps",
+            "20",
+            "--lr",
+            "1e12",
+            "--out",
+            str(out),
+        ]
+    )
     records = read_records(out)
     assert code == 1 and len(records) == 2
     assert all(r["status"] == "failed" for r in records)
@@ -101,8 +139,23 @@ def test_a_failed_write_keeps_earlier_records(tmp_path, monkeypatch):
 
 def test_rerun_reproduces_a_recorded_cell(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--method", "siamese", "--scheme", "good-x5", "--quick", "--steps", "20",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "siamese",
+                "--scheme",
+                "good-x5",
+                "--quick",
+                "--steps",
+                "20",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     record = read_records(out)[0]
     assert main(["rerun", str(out), record["hash"][:8]]) == 0
     assert "matches the record" in capsys.readouterr().out
@@ -119,12 +172,32 @@ def test_label_codes_cannot_write_outside_the_run_directory(tmp_path):
 
     rng = np.random.default_rng(0)
     codes = ["ok", "../../escape", "/abs/path"]
-    rows = {"image": [rng.random((8, 8)).astype("float32") for _ in range(60)],
-            "label": [codes[i % 3] for i in range(60)]}
+    rows = {
+        "image": [rng.random((8, 8)).astype("float32") for _ in range(60)],
+        "label": [codes[i % 3] for i in range(60)],
+    }
     datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "data"))
     out = tmp_path / "deep" / "run"
-    code = main(["run", "--dataset", f"hf:{tmp_path / 'data'}", "--good", "ok", "--method", "classifier",
-                 "--scheme", "uniform", "--scheme", "good-x5", "--quick", "--steps", "20", "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "--dataset",
+            f"hf:{tmp_path / 'data'}",
+            "--good",
+            "ok",
+            "--method",
+            "classifier",
+            "--scheme",
+            "uniform",
+            "--scheme",
+            "good-x5",
+            "--quick",
+            "--steps",
+            "20",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     written = {p.resolve() for p in tmp_path.rglob("*") if p.is_file()}
     outside = {p for p in written if not p.is_relative_to(out.resolve()) and "data" not in p.parts}
@@ -133,7 +206,7 @@ def test_label_codes_cannot_write_outside_the_run_directory(tmp_path):
 
 
 def test_an_interrupted_atomic_write_leaves_the_old_file_whole(tmp_path):
-    from bench.atomic import atomic_open
+    from bench.core.atomic import atomic_open
 
     path = tmp_path / "report.md"
     path.write_text("old report\n")

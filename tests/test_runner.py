@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from bench.cli import main
-from bench.errors import BenchError
-from bench.store import read_records
+from bench.core.errors import BenchError
+from bench.grid.store import read_records
 from methods import registry
 from methods.base import EmbeddingMethod
 
@@ -43,7 +43,18 @@ def test_run_all_quick_writes_every_cell_and_a_report(tmp_path):
 
 def test_resume_reruns_nothing_that_finished(tmp_path):
     out = tmp_path / "run"
-    args = ["run", "--method", "classifier", "--scheme", "uniform", "--scheme", "good-x5", *QUICK, "--out", str(out)]
+    args = [
+        "run",
+        "--method",
+        "classifier",
+        "--scheme",
+        "uniform",
+        "--scheme",
+        "good-x5",
+        *QUICK,
+        "--out",
+        str(out),
+    ]
     bench(*args)
     first = (out / "results.jsonl").read_text()
     proc = bench(*args, "--resume")
@@ -73,8 +84,22 @@ def test_a_failing_cell_is_recorded_while_the_others_complete(tmp_path, monkeypa
     monkeypatch.setitem(registry.METHODS.entries, "always-fails", AlwaysFails)
     out = tmp_path / "run"
     # In this process: worker processes would not see the test-only registration.
-    code = main(["run", "--method", "always-fails", "--method", "classifier", "--scheme", "uniform",
-                 *QUICK, "--executor", "local", "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "--method",
+            "always-fails",
+            "--method",
+            "classifier",
+            "--scheme",
+            "uniform",
+            *QUICK,
+            "--executor",
+            "local",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 1
     records = {r["config"]["method"]: r for r in read_records(out)}
     assert records["classifier"]["status"] == "ok"

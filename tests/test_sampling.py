@@ -12,9 +12,9 @@ import math
 import pytest
 import torch
 
-from bench.budget import Budget
-from bench.errors import BenchError
-from bench.plan import BalancePlan
+from bench.core.errors import BenchError
+from bench.sampling.budget import Budget
+from bench.sampling.plan import BalancePlan
 from methods import create_method
 from methods.sampling import ClassIndex, plan_weight_table
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from bench.errors import BenchError
-from bench.schemes import DEFAULT_SCHEMES, list_schemes, make_plan
+from bench.core.errors import BenchError
+from bench.sampling.schemes import DEFAULT_SCHEMES, list_schemes, make_plan
 
 COUNTS = torch.tensor([500.0, 100.0, 100.0, 40.0])
 CODES = ("0", "11", "13", "21")

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench.core.errors import BenchError
 from bench.datasets import ImageSet, reshape_imbalance, split_counts, split_dataset
-from bench.errors import BenchError
 
 
 def make_set(counts: dict[str, int], size: int = 4) -> ImageSet:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.stats import paired_comparison, summarize
+from bench.report.stats import paired_comparison, summarize
 
 
 def test_summarize_matches_scipy_t_interval():

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from bench.budget import Budget
-from bench.config import CellConfig, GridConfig, load_grid_toml
-from bench.errors import BenchError
-from bench.store import ResultStore, latest_by_hash, read_records
+from bench.core.errors import BenchError
+from bench.grid.config import CellConfig, GridConfig, load_grid_toml
+from bench.grid.store import ResultStore, latest_by_hash, read_records
+from bench.sampling.budget import Budget
 
 
 def record(h, status="ok", **extra):
@@ -74,8 +74,11 @@ def test_cell_hash_is_stable_and_sensitive_to_every_field():
 
 def test_grid_toml_round_trips(tmp_path):
     grid = GridConfig(
-        methods=("siamese", "classifier"), schemes=("uniform", "good-x5"), seeds=(0, 1),
-        budget=Budget(steps=50), method_params={"siamese": {"margin": 0.5}},
+        methods=("siamese", "classifier"),
+        schemes=("uniform", "good-x5"),
+        seeds=(0, 1),
+        budget=Budget(steps=50),
+        method_params={"siamese": {"margin": 0.5}},
         dataset_options={"n_per_defect": 20},
     )
     path = tmp_path / "grid.toml"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet
 from bench.datasets.split import split_counts
-from bench.errors import BenchError
 
 
 def balance_text(counts: torch.Tensor, good_index: int | None) -> str:

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.core.errors import BenchError
 from bench.datasets.idx import read_idx
 from bench.datasets.image_set import ImageSet
 from bench.datasets.registry import register_dataset
 from bench.datasets.validate import check_image_set
-from bench.errors import BenchError
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

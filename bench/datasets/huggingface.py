@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet
 from bench.datasets.split import choose_good
 from bench.datasets.validate import check_image_set
-from bench.errors import BenchError
 
 # ITU-R 601 luma, the weights PIL's convert("L") uses, so arrays and PIL images agree.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -33,10 +33,10 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet
 from bench.datasets.registry import register_dataset
 from bench.datasets.validate import check_image_set
-from bench.errors import BenchError
 
 ROWS, COLS = 9, 3
 DEFECT_CODES: tuple[str, ...] = (

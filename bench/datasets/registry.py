@@ -9,10 +9,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+from bench.core.errors import BenchError, unknown_name
+from bench.core.registry import Registry
 from bench.datasets.image_set import ImageSet
 from bench.datasets.validate import check_image_set
-from bench.errors import BenchError, unknown_name
-from bench.registry import Registry
 
 Loader = Callable[..., ImageSet]
 DATASETS: Registry[Loader] = Registry("dataset")

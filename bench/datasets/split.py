@@ -7,8 +7,8 @@ import dataclasses
 
 import torch
 
+from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet, Splits
-from bench.errors import BenchError
 
 MIN_PER_CLASS = 3  # one image for each of train, val and test
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet
-from bench.errors import BenchError
 
 
 def check_image_set(ds: ImageSet) -> ImageSet:

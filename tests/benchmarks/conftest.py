@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.budget import Budget
 from bench.datasets import load_dataset, split_dataset
 from bench.profile import synthetic_splits
+from bench.sampling.budget import Budget
 
 EMBED_IMAGES = 10_000
 RULE_QUERIES = 10_000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.budget import Budget
 from bench.profile import synthetic_splits
+from bench.sampling.budget import Budget
 from methods import create_method, list_methods
 
 

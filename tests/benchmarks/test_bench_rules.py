@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.retrieval import retrieval_metrics
-from bench.rules import RULES, predict_rules
+from bench.evaluation.retrieval import retrieval_metrics
+from bench.evaluation.rules import RULES, predict_rules
 
 
 def _only(rule: str, problem: dict) -> dict:

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.atomic import write_text_atomic
-from bench.config import CellConfig, GridConfig
-from bench.executors import ExecutorOptions, run_cells
-from bench.progress import GridProgress
-from bench.store import ResultStore
+from bench.core.atomic import write_text_atomic
+from bench.grid.config import CellConfig, GridConfig
+from bench.grid.executors import ExecutorOptions, run_cells
+from bench.grid.progress import GridProgress
+from bench.grid.store import ResultStore
 
 
 @dataclass

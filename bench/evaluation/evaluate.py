@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
+from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet, Splits, class_means
-from bench.errors import BenchError
-from bench.metrics import classification_metrics, compact_metrics
-from bench.retrieval import retrieval_and_neighbours, retrieval_metrics
-from bench.rules import RULES, l2_normalize, predict_rules
+from bench.evaluation.metrics import classification_metrics, compact_metrics
+from bench.evaluation.retrieval import retrieval_and_neighbours, retrieval_metrics
+from bench.evaluation.rules import RULES, l2_normalize, predict_rules
 
 HEADLINE_DEFAULT = "knn5"
 

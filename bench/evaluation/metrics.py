@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 # The keys of the compact per-rule summary kept for the validation split.
 COMPACT_KEYS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "macro_f1", "escape_rate", "overkill_rate")

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from bench.atomic import write_bytes_atomic
+from bench.core.atomic import write_bytes_atomic
 
 GOOD_COLOUR = "black"
 DPI = 110
@@ -117,7 +117,7 @@ def plot_bars(
         path: the PNG to write.
         methods: x-axis groups in order.
         schemes: bars per group in order.
-        panels: {panel title: {(method, scheme): summary dict from ``bench.stats.summarize``}},
+        panels: {panel title: {(method, scheme): summary dict from ``bench.report.stats.summarize``}},
             values already scaled for display.
     """
     from matplotlib import colormaps

@@ -28,7 +28,7 @@ from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN
 
-from bench.metrics import finite_or_none
+from bench.evaluation.metrics import finite_or_none
 
 # Calculator metric name -> the key a record carries.
 RETRIEVAL_METRICS: dict[str, str] = {
@@ -175,5 +175,7 @@ def retrieval_and_neighbours(
             continue
         out[key] = finite_or_none((sums[name].sum() / counts.sum()).item())
         out[f"{key}_per_class"] = finite_or_none((sums[name][seen] / counts[seen]).mean().item())
-    neighbours = torch.cat(kept_neighbours) if kept_neighbours else torch.empty(len(q), keep, dtype=torch.long)
+    neighbours = (
+        torch.cat(kept_neighbours) if kept_neighbours else torch.empty(len(q), keep, dtype=torch.long)
+    )
     return out, neighbours

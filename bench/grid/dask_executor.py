@@ -1,6 +1,6 @@
 """The ``dask`` executor: each cell is one task on a Dask distributed cluster.
 
-What travels to a worker is ``bench.runner.run_cell`` (by reference: every worker needs the
+What travels to a worker is ``bench.grid.runner.run_cell`` (by reference: every worker needs the
 same ``bench`` installed) and the small frozen ``CellConfig``; the worker rebuilds the dataset
 from the cell's spec and caches it per process, so no dataset is ever pickled per task. Only
 the record comes back, and only the driver writes it.
@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from bench.config import CellConfig
-from bench.errors import BenchError
-from bench.executors import ExecutorOptions, failed_record
-from bench.runner import now, run_cell
+from bench.core.errors import BenchError
+from bench.grid.config import CellConfig
+from bench.grid.executors import ExecutorOptions, failed_record
+from bench.grid.runner import now, run_cell
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
@@ -151,7 +151,9 @@ def _record(future: Future, cell: CellConfig, device: str, started: str) -> dict
     exc = future.exception()
     if isinstance(exc, KilledWorker):
         deaths = exc.allowed_failures + 1
-        return failed_record(cell, device, f"worker died {_COUNTS.get(deaths, f'{deaths} times')}: {exc}", started)
+        return failed_record(
+            cell, device, f"worker died {_COUNTS.get(deaths, f'{deaths} times')}: {exc}", started
+        )
     # run_cell records its own failures, so this is the worker failing to run it at all
     # (e.g. it cannot import bench); the task was already retried once.
     record = failed_record(cell, device, f"worker error: {type(exc).__name__}: {exc}", started)

@@ -6,9 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.config import CellConfig
-from bench.errors import BenchError
-from bench.store import latest_by_hash, read_records
+from bench.core.errors import BenchError
+from bench.grid.config import CellConfig
+from bench.grid.store import latest_by_hash, read_records
 
 
 def find_record(run_dir: Path, hash_prefix: str) -> dict[str, Any]:
@@ -35,7 +35,11 @@ def metric_differences(before: Any, after: Any, path: str = "metrics", tol: floa
                 out += metric_differences(before[key], after[key], f"{path}.{key}", tol)
         return out
     if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
-        return [d for i, (b, a) in enumerate(zip(before, after, strict=True)) for d in metric_differences(b, a, f"{path}[{i}]", tol)]
+        return [
+            d
+            for i, (b, a) in enumerate(zip(before, after, strict=True))
+            for d in metric_differences(b, a, f"{path}[{i}]", tol)
+        ]
     if isinstance(before, int | float) and isinstance(after, int | float) and not isinstance(before, bool):
         if math.isclose(before, after, rel_tol=tol, abs_tol=tol):
             return []
@@ -44,23 +48,31 @@ def metric_differences(before: Any, after: Any, path: str = "metrics", tol: floa
     return [f"{path}: recorded {before!r}, rerun {after!r}"]
 
 
-def rerun(run_dir: Path, hash_prefix: str, device: str = "cpu", threads: int = 1) -> tuple[dict, dict, list[str]]:
+def rerun(
+    run_dir: Path, hash_prefix: str, device: str = "cpu", threads: int = 1
+) -> tuple[dict, dict, list[str]]:
     """Rerun the cell ``hash_prefix`` of ``run_dir``; returns (record, new record, differences).
 
     The new record is not written: the run directory is left as it was.
     """
-    from bench.runner import run_cell
+    from bench.grid.runner import run_cell
 
     record = find_record(run_dir, hash_prefix)
     cell = CellConfig.from_dict(record["config"])
     if cell.hash != record["hash"]:
-        raise BenchError(f"record {record['hash']} does not match its own config (hash {cell.hash}); was it edited?")
+        raise BenchError(
+            f"record {record['hash']} does not match its own config (hash {cell.hash}); was it edited?"
+        )
     fresh = run_cell(cell, device=device, threads=threads)
     if fresh["status"] != "ok" or record["status"] != "ok":
-        diffs = [] if fresh["status"] == record["status"] else [
-            f"status: recorded {record['status']!r}, rerun {fresh['status']!r} ({fresh.get('error')})"
-        ]
+        diffs = (
+            []
+            if fresh["status"] == record["status"]
+            else [f"status: recorded {record['status']!r}, rerun {fresh['status']!r} ({fresh.get('error')})"]
+        )
         return record, fresh, diffs
     diffs = metric_differences(record.get("metrics"), fresh.get("metrics"))
-    diffs += metric_differences(record.get("metrics_by_rule"), fresh.get("metrics_by_rule"), "metrics_by_rule")
+    diffs += metric_differences(
+        record.get("metrics_by_rule"), fresh.get("metrics_by_rule"), "metrics_by_rule"
+    )
     return record, fresh, diffs

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"
@@ -36,7 +36,9 @@ def read_records(run_dir: Path) -> list[dict[str, Any]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
-                warnings.warn(f"{path}:{number}: skipped a line that is not valid JSON (torn write?)", stacklevel=2)
+                warnings.warn(
+                    f"{path}:{number}: skipped a line that is not valid JSON (torn write?)", stacklevel=2
+                )
                 continue
             if not (
                 isinstance(record, dict)
@@ -72,7 +74,9 @@ class ResultStore:
             probe.write_text("")
             probe.unlink()
         except OSError as exc:
-            raise BenchError(f"output directory {str(self.run_dir)!r} cannot be written: {exc.strerror or exc}") from None
+            raise BenchError(
+                f"output directory {str(self.run_dir)!r} cannot be written: {exc.strerror or exc}"
+            ) from None
         self._repair_torn_tail()
 
     def finished_hashes(self) -> set[str]:

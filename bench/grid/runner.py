@@ -2,7 +2,7 @@
 
 ``run_cell`` is a pure function of its CellConfig (plus where and how fast to run it), so any
 executor can run it: in this process, in a process pool, or on a Dask worker. Only the driver
-(``bench.grid``) writes records.
+(``bench.grid.driver``) writes records.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.config import CellConfig
+from bench.core.environment import environment, peak_rss_mb
+from bench.core.errors import BenchError
 from bench.datasets import ImageSet, Splits, load_dataset, split_dataset
 from bench.datasets.split import choose_good, reshape_imbalance
-from bench.environment import environment, peak_rss_mb
-from bench.errors import BenchError
-from bench.schemes import make_plan
-from bench.store import SCHEMA_VERSION
+from bench.grid.config import CellConfig
+from bench.grid.store import SCHEMA_VERSION
+from bench.sampling.schemes import make_plan
 
 StepCallback = Callable[[int, int], None]
 
@@ -93,7 +93,7 @@ def run_cell(
 ) -> dict[str, Any]:
     """Run one cell and return its record (``status`` ``ok`` or ``failed``; never raises for a
     failure inside the cell, except KeyboardInterrupt)."""
-    from bench.evaluate import evaluate
+    from bench.evaluation.evaluate import evaluate
     from methods import create_method
 
     if threads:
@@ -117,7 +117,9 @@ def run_cell(
         seed_everything(cell.seed)
         method = create_method(cell.method, trunk=cell.trunk, **dict(cell.params))
         t0 = time.perf_counter()
-        method.fit(train, splits.val, plan=plan, budget=cell.budget, seed=cell.seed, device=device, progress=on_step)
+        method.fit(
+            train, splits.val, plan=plan, budget=cell.budget, seed=cell.seed, device=device, progress=on_step
+        )
         train_s = time.perf_counter() - t0
         result = evaluate(
             method,

@@ -25,7 +25,7 @@ class Budget:
     eval_every: int = 0
 
     def __post_init__(self) -> None:
-        from bench.errors import BenchError
+        from bench.core.errors import BenchError
 
         for name in ("steps", "batch_images", "embedding_size", "eval_every"):
             value = getattr(self, name)
@@ -33,7 +33,13 @@ class Budget:
                 raise BenchError(f"budget {name} must be a whole number (got {value!r})")
         if not isinstance(self.lr, int | float) or isinstance(self.lr, bool):
             raise BenchError(f"budget lr must be a number (got {self.lr!r})")
-        if self.steps < 1 or self.batch_images < 6 or not self.lr > 0 or self.embedding_size < 1 or self.eval_every < 0:
+        if (
+            self.steps < 1
+            or self.batch_images < 6
+            or not self.lr > 0
+            or self.embedding_size < 1
+            or self.eval_every < 0
+        ):
             raise BenchError(
                 "the budget needs steps >= 1, batch_images >= 6 (two triplets), lr > 0, "
                 f"embedding_size >= 1 and eval_every >= 0 (got {self})"

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import torch
 
-from bench.errors import BenchError, unknown_name
-from bench.plan import BalancePlan
-from bench.registry import Registry
+from bench.core.errors import BenchError, unknown_name
+from bench.core.registry import Registry
+from bench.sampling.plan import BalancePlan
 
 Scheme = Callable[..., BalancePlan]
 SCHEMES: Registry[Scheme] = Registry("scheme")
@@ -37,7 +37,9 @@ def check_scheme(name: str) -> None:
         return
     if name.startswith("good-x") or name.startswith("good-"):
         if not _GOOD_X.match(name) or float(_GOOD_X.match(name)["k"]) <= 0:
-            raise BenchError(f"malformed scheme {name!r}: write good-xK with a positive number K, e.g. good-x5")
+            raise BenchError(
+                f"malformed scheme {name!r}: write good-xK with a positive number K, e.g. good-x5"
+            )
         return
     raise unknown_name("scheme", name, list_schemes())
 
@@ -59,7 +61,9 @@ def make_plan(
         try:
             plan = SCHEMES.get(name)(counts, good_index, **options)
         except TypeError:
-            raise BenchError(f"scheme {name!r} does not take option(s) {', '.join(sorted(options))}") from None
+            raise BenchError(
+                f"scheme {name!r} does not take option(s) {', '.join(sorted(options))}"
+            ) from None
     return BalancePlan(name, plan.start, classes, plan.end)
 
 
@@ -99,9 +103,7 @@ def good_x(counts: torch.Tensor, good_index: int | None, k: float) -> BalancePla
 
 
 @register_scheme("effective-number")
-def effective_number(
-    counts: torch.Tensor, good_index: int | None = None, beta: float = 0.999
-) -> BalancePlan:
+def effective_number(counts: torch.Tensor, good_index: int | None = None, beta: float = 0.999) -> BalancePlan:
     """Proportional to (1 - beta) / (1 - beta^n_c) (Cui et al., CVPR 2019).
 
     The weight falls with class size but less than 1 / n_c does; beta -> 0 gives uniform weights

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from bench.budget import Budget
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.sampling.budget import Budget
 
 
 def _canonical(value: Any) -> str:
@@ -94,10 +94,14 @@ class GridConfig:
 
         names("methods")
         names("schemes")
-        if not isinstance(self.seeds, tuple | list) or not self.seeds or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in self.seeds
+        if (
+            not isinstance(self.seeds, tuple | list)
+            or not self.seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in self.seeds)
         ):
-            raise BenchError(f"seeds must be a non-empty list of whole numbers in [0, 2^31) (got {self.seeds!r})")
+            raise BenchError(
+                f"seeds must be a non-empty list of whole numbers in [0, 2^31) (got {self.seeds!r})"
+            )
         for key in ("dataset", "trunk", "headline_rule"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise BenchError(f"{key} must be a name (got {getattr(self, key)!r})")
@@ -106,7 +110,9 @@ class GridConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
                 raise BenchError(f"{key} must be a finite number >= 0 (got {value!r})")
         share = self.good_share
-        if share is not None and (isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1):
+        if share is not None and (
+            isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1
+        ):
             raise BenchError(f"good_share must be a number between 0 and 1 (got {share!r})")
         if not isinstance(self.budget, Budget):
             raise BenchError(f"budget must be a table of {', '.join(Budget().to_dict())}")
@@ -161,7 +167,9 @@ class GridConfig:
         for title, nested in (("scheme_options", self.scheme_options), ("method_params", self.method_params)):
             for name, table in sorted(nested.items()):
                 if table:
-                    lines += ["", f'[{title}."{name}"]'] + [f"{k} = {_toml(v)}" for k, v in sorted(table.items())]
+                    lines += ["", f'[{title}."{name}"]'] + [
+                        f"{k} = {_toml(v)}" for k, v in sorted(table.items())
+                    ]
         return "\n".join(lines) + "\n"
 
 
@@ -191,13 +199,17 @@ def load_grid_toml(path: Path) -> dict[str, Any]:
         raise BenchError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
     unknown = sorted(set(raw) - GRID_KEYS)
     if unknown:
-        raise BenchError(f"config file {str(path)!r} has unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(GRID_KEYS))}")
+        raise BenchError(
+            f"config file {str(path)!r} has unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(GRID_KEYS))}"
+        )
     out: dict[str, Any] = dict(raw)
     if "budget" in out:
         budget_keys = {f.name for f in fields(Budget)}
         bad = sorted(set(out["budget"]) - budget_keys)
         if bad:
-            raise BenchError(f"config file {str(path)!r} has unknown budget key(s) {', '.join(bad)}; valid: {', '.join(sorted(budget_keys))}")
+            raise BenchError(
+                f"config file {str(path)!r} has unknown budget key(s) {', '.join(bad)}; valid: {', '.join(sorted(budget_keys))}"
+            )
         if not isinstance(out["budget"], dict):
             raise BenchError(f"config file {str(path)!r}: budget must be a table")
         out["budget"] = Budget(**out["budget"])

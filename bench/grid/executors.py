@@ -2,7 +2,7 @@
 
 - ``local``: in this process, one cell after another, with a live step bar.
 - ``process``: a local process pool of ``jobs`` workers.
-- ``dask``: a Dask distributed cluster (``bench.dask_executor``).
+- ``dask``: a Dask distributed cluster (``bench.grid.dask_executor``).
 
 A worker process that dies while running a cell (killed, out of memory, a crash in native
 code) does not end the grid: the cell is run once more, and if its worker dies again it is
@@ -18,9 +18,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from bench.config import CellConfig
-from bench.errors import BenchError
-from bench.runner import new_record, now, run_cell
+from bench.core.errors import BenchError
+from bench.grid.config import CellConfig
+from bench.grid.runner import new_record, now, run_cell
 
 EXECUTORS = ("local", "process", "dask")
 
@@ -62,7 +62,7 @@ def run_cells(
     elif options.kind == "process":
         yield from _run_process_pool(cells, options)
     else:
-        from bench.dask_executor import run_on_dask
+        from bench.grid.dask_executor import run_on_dask
 
         yield from run_on_dask(cells, options)
 
@@ -70,7 +70,7 @@ def run_cells(
 def failed_record(cell: CellConfig, device: str, error: str, started_at: str) -> dict[str, Any]:
     """A failed record for a cell that produced none (its worker died), shaped like
     ``run_cell``'s failed records. ``env`` describes the driver: the worker is gone."""
-    from bench.environment import environment
+    from bench.core.environment import environment
 
     return {
         **new_record(cell),

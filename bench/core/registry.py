@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from bench.errors import unknown_name
+from bench.core.errors import unknown_name
 
 T = TypeVar("T")
 

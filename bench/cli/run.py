@@ -1,0 +1,204 @@
+"""``bench run``: resolve a grid from flags and files, check it, run it, report it."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.core.errors import BenchError, unknown_name
+from bench.grid.config import GridConfig, load_grid_toml
+from bench.grid.executors import ExecutorOptions
+from bench.sampling.budget import Budget
+from bench.sampling.schemes import DEFAULT_SCHEMES
+
+#: ``--quick``: a CI-sized preset (the whole ``--all`` grid in under a minute on 2 cores).
+QUICK_BUDGET = Budget(steps=60, batch_images=96)
+QUICK_DATASET_OPTIONS = {"inspection": {"n_per_defect": 30}}
+
+
+def _grid_from_args(args: argparse.Namespace) -> GridConfig:
+    from bench.sampling.schemes import check_scheme
+    from methods import get_method_class, list_methods
+    from methods.trunks import list_trunks
+
+    kw: dict[str, Any] = load_grid_toml(Path(args.config)) if args.config else {}
+    if not isinstance(kw.get("dataset_options", {}), dict):
+        raise BenchError("dataset_options must be a table")
+    if args.all:
+        kw["methods"] = tuple(list_methods())
+        kw.setdefault("schemes", DEFAULT_SCHEMES)
+    if args.method:
+        kw["methods"] = tuple(dict.fromkeys(args.method))
+    if args.scheme:
+        kw["schemes"] = tuple(dict.fromkeys(args.scheme))
+    if not kw.get("methods"):
+        raise BenchError("nothing to run: pass --all, or --method NAME (see: python -m bench list methods)")
+    kw.setdefault("schemes", DEFAULT_SCHEMES)
+    if args.seed:
+        kw["seeds"] = tuple(dict.fromkeys(args.seed))
+    elif args.seeds is not None:
+        if args.seeds < 1:
+            raise BenchError(f"--seeds must be at least 1 (got {args.seeds})")
+        kw["seeds"] = tuple(range(args.seeds))
+    elif "seeds" not in kw:
+        kw["seeds"] = (0,) if args.quick else (0, 1, 2)
+    for flag, key in (
+        ("dataset", "dataset"),
+        ("trunk", "trunk"),
+        ("headline_rule", "headline_rule"),
+        ("cost_escape", "cost_escape"),
+        ("cost_overkill", "cost_overkill"),
+        ("good_share", "good_share"),
+    ):
+        if getattr(args, flag) is not None:
+            kw[key] = getattr(args, flag)
+    dataset = kw.get("dataset", "inspection")
+    options = dict(kw.get("dataset_options", {}))
+    if args.quick:
+        options = {**QUICK_DATASET_OPTIONS.get(dataset, {}), **options}
+    for flag, key in (("data_dir", "data_dir"), ("good", "good"), ("good_per_defect", "good_per_defect")):
+        if getattr(args, flag) is not None:
+            options[key] = getattr(args, flag)
+    kw["dataset_options"] = options
+    budget = kw.get("budget", QUICK_BUDGET if args.quick else Budget())
+    changes = {"steps": args.steps, "batch_images": args.batch_images, "lr": args.lr}
+    kw["budget"] = replace(budget, **{k: v for k, v in changes.items() if v is not None})
+    grid = GridConfig(**kw)
+    for name in grid.methods:
+        get_method_class(name)
+    for name in grid.schemes:
+        check_scheme(name)
+    if grid.trunk not in list_trunks():
+        raise unknown_name("trunk", grid.trunk, list_trunks())
+    from bench.evaluation.rules import RULES
+
+    if grid.headline_rule not in RULES:
+        raise unknown_name("headline rule", grid.headline_rule, list(RULES))
+    return grid
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise BenchError(f"unknown device {device!r}; use cpu or cuda")
+
+
+def _check_data(grid: GridConfig) -> None:
+    """Load and split the data once up front, so a bad dataset is one error, not N failed cells."""
+    from bench.grid.runner import prepare_data
+    from bench.sampling.schemes import make_plan
+
+    train = prepare_data(grid.dataset, dict(grid.dataset_options), grid.seeds[0]).train
+    for scheme in grid.schemes:
+        make_plan(
+            scheme,
+            train.class_counts(),
+            train.classes,
+            train.good_index,
+            **grid.scheme_options.get(scheme, {}),
+        )
+
+
+def run_command(args: argparse.Namespace, console: Console) -> int:
+    from bench.grid.driver import run_grid
+    from bench.grid.store import RESULTS_FILE
+    from bench.report import write_report
+
+    grid = _grid_from_args(args)
+    check_device(args.device)
+    if args.threads is not None and args.threads < 1:
+        raise BenchError(f"--threads must be at least 1 (got {args.threads})")
+    if args.jobs < 1:
+        raise BenchError(f"--jobs must be at least 1 (got {args.jobs})")
+    if args.address and args.executor not in (None, "dask"):
+        raise BenchError(f"--address is for --executor dask (got --executor {args.executor})")
+    if args.dry_run:
+        print(grid.to_toml(), end="")
+        print(f"# {len(grid.cells())} cell(s)")
+        return 0
+    _check_data(grid)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(args.out or f"results/{grid.dataset.replace(':', '_').replace('/', '_')}-{stamp}")
+    if (run_dir / RESULTS_FILE).exists() and not args.resume:
+        raise BenchError(
+            f"{run_dir} already holds results; pass --resume to continue it, or choose another --out"
+        )
+    options = ExecutorOptions(
+        kind=args.executor
+        or ("dask" if args.address else "process" if args.jobs > 1 and len(grid.cells()) > 1 else "local"),
+        device=args.device,
+        threads=args.threads or 1,
+        jobs=args.jobs,
+        address=args.address,
+    )
+    # SIGTERM ends the run like Ctrl-C: the cell in flight is abandoned, finished ones are kept.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        outcome = run_grid(grid, run_dir, options, resume=args.resume)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished cells are in {run_dir}; continue with --resume --out {run_dir}")
+        _write_report_if_any(run_dir, console)
+        return 130
+    report = write_report(run_dir)
+    _print_summary(run_dir, console)
+    if outcome.skipped:
+        console.print(f"skipped {outcome.skipped} finished cell(s) (--resume)")
+    console.print(f"records: {run_dir / RESULTS_FILE}\nreport:  {report}")
+    if outcome.failed:
+        console.print(
+            f"[red]{len(outcome.failed)} cell(s) failed[/red]; see the report's failed-cells section"
+        )
+        return 1
+    return 0
+
+
+def _write_report_if_any(run_dir: Path, console: Console) -> None:
+    from bench.grid.store import read_records
+    from bench.report import write_report
+
+    if read_records(run_dir):
+        console.print(f"report:  {write_report(run_dir)}")
+
+
+def _print_summary(run_dir: Path, console: Console) -> None:
+    """Method x scheme table of headline accuracy and escape rate (mean over seeds)."""
+    import pandas as pd
+
+    from bench.grid.store import latest_by_hash, read_records
+
+    rows = [
+        {
+            "method": r["config"]["method"],
+            "scheme": r["config"]["scheme"],
+            "accuracy": r["metrics"].get("accuracy"),
+            "escape": r["metrics"].get("escape_rate"),
+        }
+        for r in latest_by_hash(read_records(run_dir)).values()
+        if r["status"] == "ok"
+    ]
+    if not rows:
+        return
+    frame = pd.DataFrame(rows).groupby(["method", "scheme"], sort=True).agg(["mean", "count"])
+    table = Table(title="headline (mean over seeds)")
+    for col in ("method", "scheme", "seeds", "accuracy", "escape rate"):
+        table.add_column(col, justify="left" if col in ("method", "scheme") else "right")
+    for (method, scheme), row in frame.iterrows():
+        esc = row[("escape", "mean")]
+        table.add_row(
+            method,
+            scheme,
+            str(int(row[("accuracy", "count")])),
+            f"{row[('accuracy', 'mean')]:.3f}",
+            "n/a" if pd.isna(esc) else f"{esc:.3f}",
+        )
+    console.print(table)

@@ -1,0 +1,99 @@
+"""Build RUN_DIR/report.md and RUN_DIR/plots/*.png from the records in RUN_DIR/results.jsonl.
+
+The report is a pure function of the records: rebuilding it gives byte-identical markdown (no
+clock reads, every list sorted, fixed number formats), so it can be regenerated after any
+partial run and diffed between runs. Cells are grouped into *studies* (same dataset, trunk,
+budget, headline rule and costs); within a study, methods and schemes are compared over seeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from bench.core.atomic import write_text_atomic
+from bench.report.cells import PLOTS_DIR, REPORT_FILE, Cells, dig, load_records, study_key
+from bench.report.comparisons import answer_section, paired_section
+from bench.report.figures import plot_section, slug
+from bench.report.method_tables import method_sections
+from bench.report.overview import (
+    failed_section,
+    headline_section,
+    sampling_section,
+    setup_section,
+    timing_section,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _study_title(cfg: dict) -> str:
+    budget = cfg.get("budget") or {}
+    steps = f", {budget['steps']} steps" if "steps" in budget else ""
+    return f"{cfg.get('dataset')} · trunk {cfg.get('trunk')}{steps}"
+
+
+def _studies(records: Iterable[dict]) -> list[list[dict]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for rec in records:
+        groups[study_key(rec)].append(rec)
+    return [sorted(groups[k], key=lambda r: r["hash"]) for k in sorted(groups)]
+
+
+def render_report(records: Sequence[dict], plot_dir: Path) -> str:
+    """The markdown of the report for ``records``; writes the plots into ``plot_dir``."""
+    studies = _studies(records)
+    out = [
+        "# Benchmark report",
+        "",
+        "Generated from `results.jsonl` by `bench.report`; every number below comes from the recorded"
+        " cells. Intervals are 95% Student-t intervals over seeds.",
+        "",
+    ]
+    if not studies:
+        return "\n".join([*out, "No records yet.", ""])
+    used: set[str] = set()
+    for study in studies:
+        cfg = study[0]["config"]
+        title = _study_title(cfg)
+        prefix = slug(title)
+        while prefix in used:  # two studies that differ only in options the title omits
+            prefix += "-b"
+        used.add(prefix)
+        cells = Cells(study)
+        good = next((dig(r, "dataset", "good") for r in study if dig(r, "dataset", "good")), None)
+        rule = cfg.get("headline_rule", "knn5")
+        out += [f"## {title}", ""]
+        out += setup_section(study, cells)
+        out += headline_section(cells, rule)
+        out += answer_section(cells)
+        out += plot_section(cells, plot_dir, prefix + "-" if len(studies) > 1 else "", good, rule)
+        out += paired_section(cells)
+        out += method_sections(cells, rule)
+        out += timing_section(cells)
+        out += sampling_section(cells, good)
+        out += failed_section(study, cells.labels)
+    text = "\n".join(out)
+    return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
+
+
+def write_report(run_dir: str | os.PathLike) -> Path:
+    """(Re)build ``run_dir/report.md`` and ``run_dir/plots/*.png`` from ``run_dir/results.jsonl``.
+
+    Deterministic: the same records give byte-identical markdown. Files are written atomically.
+
+    Returns:
+        The path of ``report.md``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    records = load_records(run_dir)
+    text = render_report(records, run_dir / PLOTS_DIR)
+    path = run_dir / REPORT_FILE
+    write_text_atomic(path, text)
+    logger.info("wrote %s from %d records", path, len(records))
+    return path

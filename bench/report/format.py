@@ -1,0 +1,50 @@
+"""Number and table formatting shared by every report section: fixed formats, so a rebuild is
+byte-identical."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+
+def num(value: float | None, digits: int) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def mean_ci(s: dict, digits: int = 1) -> str:
+    """``mean ± half-width`` of a 95% interval (just the mean when n = 1)."""
+    if s.get("mean") is None:
+        return "–"
+    if s.get("ci_low") is None:
+        return num(s["mean"], digits)
+    return f"{num(s['mean'], digits)} ± {num((s['ci_high'] - s['ci_low']) / 2, digits)}"
+
+
+def interval(s: dict, digits: int = 1) -> str:
+    if s.get("ci_low") is None:
+        return "n/a"
+    return f"{num(s['ci_low'], digits)} to {num(s['ci_high'], digits)}"
+
+
+def p_text(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def table(rows: list[dict], columns: Sequence[str] | None = None) -> str:
+    if not rows:
+        return "_(none)_\n"
+    frame = pd.DataFrame(rows, columns=list(columns) if columns else None).fillna("–")
+    # Every cell is preformatted text: stop tabulate from re-parsing "91.2 ± 1.3" or codes.
+    return frame.astype(str).to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def cell_text(text) -> str:
+    """One table-safe line: pipes escaped, newlines folded, long messages cut."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -1,0 +1,175 @@
+"""Report sections that describe a study: set-up, headline table, timing, what the samplers
+drew, and failed cells."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+
+from bench.report import plots
+from bench.report.cells import Cells, canonical, dig, is_ok, method_key, scheme_key
+from bench.report.format import cell_text, mean_ci, num, table
+
+
+def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
+    cfg = records[0]["config"]
+    ok = [r for r in records if is_ok(r)]
+    described = sorted(ok or records, key=lambda r: (r["config"].get("seed", 0), r["hash"]))[0]
+    ds = described.get("dataset") or {}
+    budget = cfg.get("budget") or {}
+    seeds = sorted({r["config"].get("seed", 0) for r in records})
+    good = ds.get("good")
+    share = cfg.get("good_share")
+    lines = [
+        f"- **Dataset:** `{ds.get('name', cfg.get('dataset'))}`"
+        + (f" ({cell_text(ds['source'])})" if ds.get("source") else "")
+        + f"; {len(ds.get('classes', []))} classes, good class `{good}`"
+        + (f", images {ds['image_shape'][0]} x {ds['image_shape'][1]}" if ds.get("image_shape") else ""),
+        f"- **Trunk:** `{cfg.get('trunk')}`; **budget:** "
+        + ", ".join(f"{k} {budget[k]}" for k in sorted(budget)),
+        f"- **Seeds:** {', '.join(str(s) for s in seeds)} ({len(seeds)})",
+        f"- **Headline rule:** `{cfg.get('headline_rule', 'knn5')}`; **costs:** escape {cfg.get('cost_escape')},"
+        f" overkill {cfg.get('cost_overkill')}; **production good share:** "
+        + ("the test mix" if share is None else f"{share}"),
+        f"- **Cells:** {len(ok)} ok, {len(records) - len(ok)} failed; "
+        f"methods {', '.join(f'`{m}`' for m in cells.methods) or '–'}; "
+        f"schemes {', '.join(f'`{s}`' for s in cells.schemes) or '–'}",
+    ]
+    starts = sorted(r["started_at"] for r in records if r.get("started_at"))
+    ends = sorted(r["finished_at"] for r in records if r.get("finished_at"))
+    if starts and ends:
+        lines.append(f"- **Run span:** {starts[0]} to {ends[-1]}")
+    out = ["### Setup", "", *lines, ""]
+
+    counts = ds.get("counts") or {}
+    if counts:
+        codes = sorted({c for split in counts.values() for c in split}, key=plots.code_key)
+        rows = [
+            {"class": f"{c} (good)" if c == good else c, **{s: str(counts[s].get(c, 0)) for s in counts}}
+            for c in codes
+        ]
+        rows.append({"class": "**total**", **{s: str(sum(counts[s].values())) for s in counts}})
+        out += [
+            f"<details><summary>Class counts per split (seed {described['config'].get('seed', 0)})</summary>",
+            "",
+            table(rows),
+            "</details>",
+            "",
+        ]
+
+    env_keys = ("bench", "python", "torch", "pytorch_metric_learning", "device", "threads", "git_commit")
+    envs = sorted({canonical({k: dig(r, "env", k) for k in env_keys}) for r in records if r.get("env")})
+    if envs:
+        out += ["**Environment:**", "", table([{k: str(v) for k, v in json.loads(e).items()} for e in envs])]
+    return out
+
+
+def headline_section(cells: Cells, rule: str) -> list[str]:
+    rows = []
+    for m, s in cells.cells():
+        rows.append(
+            {
+                "method": m,
+                "scheme": s,
+                "seeds": str(len(cells.by_cell[(m, s)])),
+                "accuracy %": mean_ci(cells.summary(m, s, "metrics", "accuracy", scale=100)),
+                "escape %": mean_ci(cells.summary(m, s, "metrics", "escape_rate", scale=100)),
+                "overkill %": mean_ci(cells.summary(m, s, "metrics", "overkill_rate", scale=100)),
+                "cost / 1000 (test mix)": mean_ci(
+                    cells.summary(m, s, "metrics", "cost_per_1000", "test_mix"), digits=2
+                ),
+                "cost / 1000 (production)": mean_ci(
+                    cells.summary(m, s, "metrics", "cost_per_1000", "production_mix"), digits=2
+                ),
+            }
+        )
+    return [
+        "### Headline: method x scheme",
+        "",
+        f"Test split, rule `{rule}`. Mean over seeds ± half-width of the 95% Student-t interval"
+        " (no interval with one seed). Escape: a defect judged good; overkill: a good part judged defective.",
+        "",
+        table(rows),
+    ]
+
+
+def timing_section(cells: Cells) -> list[str]:
+    cols = (
+        ("train s", "train_s", 1),
+        ("train images/s", "train_images_per_s", 0),
+        ("embedding images/s", "embed_images_per_s", 0),
+        ("eval s", "eval_s", 1),
+        ("peak MB", "peak_rss_mb", 0),
+    )
+    rows = [
+        {"method": m, "scheme": s, **{c: mean_ci(cells.summary(m, s, "timing", k), d) for c, k, d in cols}}
+        for m, s in cells.cells()
+    ]
+    return ["### Timing", "", "Mean ± 95% half-width over seeds.", "", table(rows)]
+
+
+def sampling_section(cells: Cells, good: str | None) -> list[str]:
+    rows, shares = [], []
+    for m, s in cells.cells():
+        recs = list(cells.by_cell[(m, s)].values())
+        anchors: dict[str, int] = defaultdict(int)
+        for rec in recs:
+            for code, count in (dig(rec, "sampling", "anchor_counts", default={}) or {}).items():
+                anchors[code] += int(count)
+        total = sum(anchors.values())
+        codes = sorted(anchors, key=plots.code_key)
+        defect = [anchors[c] / total for c in codes if c != good] if total else []
+        rows.append(
+            {
+                "method": m,
+                "scheme": s,
+                "anchors (all seeds)": str(total),
+                "good share %": num(100 * anchors.get(good, 0) / total, 1) if total and good else "–",
+                "defect share % (min–max)": f"{num(100 * min(defect), 2)}–{num(100 * max(defect), 2)}"
+                if defect
+                else "–",
+                "tuples / seed": mean_ci(cells.summary(m, s, "sampling", "tuples"), 0),
+                "images seen / seed": mean_ci(cells.summary(m, s, "sampling", "images_seen"), 0),
+                "forward images / seed": mean_ci(cells.summary(m, s, "sampling", "forward_images"), 0),
+                "active share %": mean_ci(cells.summary(m, s, "sampling", "active_share", scale=100)),
+            }
+        )
+        if total:
+            shares.append({"method": m, "scheme": s, **{c: num(100 * anchors[c] / total, 1) for c in codes}})
+    return [
+        "### What the samplers drew",
+        "",
+        "Anchors (or first pair elements, or batch images) actually drawn, summed over seeds: the"
+        " scheme's intent checked against what the method did.",
+        "",
+        table(rows),
+        "<details><summary>Anchor share % by class code</summary>",
+        "",
+        table(shares),
+        "</details>",
+        "",
+    ]
+
+
+def failed_section(records: Sequence[dict], labels: dict[str, str]) -> list[str]:
+    failed = sorted(
+        (r for r in records if not is_ok(r)),
+        key=lambda r: (
+            method_key(labels.get(r["hash"], "?")),
+            scheme_key(r["config"].get("scheme", "?")),
+            r["config"].get("seed", 0),
+            r["hash"],
+        ),
+    )
+    rows = [
+        {
+            "method": labels.get(r["hash"], r["config"].get("method", "?")),
+            "scheme": str(r["config"].get("scheme")),
+            "seed": str(r["config"].get("seed")),
+            "hash": f"`{r['hash']}`",
+            "error": cell_text(r.get("error") or f"status {r.get('status')!r} without metrics"),
+        }
+        for r in failed
+    ]
+    return ["### Failed cells", "", table(rows)] if rows else ["### Failed cells", "", "None.", ""]
