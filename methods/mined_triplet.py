@@ -374,3 +374,13 @@ class MinedTriplet(EmbeddingMethod):
             tuples=torch.tensor(triplets[0].numel(), device=emb.device),
             forward_images=images,
         )
+
+    @classmethod
+    def search_space(cls, trial) -> dict:
+        """The learning rate, the margin (log-uniform, default 0.2 inside) and the miner, i.e.
+        which triplets train: semi-hard, hard, all active, or the batch-hard one per anchor."""
+        return {
+            **super().search_space(trial),
+            "margin": trial.suggest_float("margin", 0.02, 1.0, log=True),
+            "miner": trial.suggest_categorical("miner", list(MINERS)),
+        }

@@ -134,3 +134,14 @@ class Siamese(EmbeddingMethod):
         return StepLoss(
             loss=loss, active=(losses > 0).sum(), tuples=self._pairs, forward_images=int(x.shape[0])
         )
+
+    @classmethod
+    def search_space(cls, trial) -> dict:
+        """The learning rate, both margins (distances of unit vectors lie in [0, 2]) and the
+        share of positive pairs; the defaults (1.0, 0.0, 0.5) lie inside."""
+        return {
+            **super().search_space(trial),
+            "margin": trial.suggest_float("margin", 0.3, 1.6),
+            "pos_margin": trial.suggest_float("pos_margin", 0.0, 0.4),
+            "pair_positive_share": trial.suggest_float("pair_positive_share", 0.2, 0.8),
+        }

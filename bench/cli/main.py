@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,11 +11,9 @@ from rich.console import Console
 from rich_argparse import RichHelpFormatter
 
 from bench.cli.browse import datasets_command, list_command, report_command, rerun_command
-from bench.cli.run import run_command
+from bench.cli.run import add_execution_arguments, add_grid_arguments, run_command
+from bench.cli.tune import add_tune_arguments, tune_command
 from bench.core.errors import BenchError
-from bench.grid.executors import EXECUTORS
-from bench.sampling.budget import Budget
-from bench.sampling.schemes import DEFAULT_SCHEMES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,60 +28,23 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="run a grid of methods x schemes x seeds", formatter_class=RichHelpFormatter
     )
-    run.add_argument(
-        "--all",
-        action="store_true",
-        help="every method with the default schemes: " + ", ".join(DEFAULT_SCHEMES),
-    )
-    run.add_argument("--dataset", help="dataset name or hf:<name-or-path> (default: inspection)")
-    run.add_argument("--data-dir", help="where a file-based dataset lives (fashion-mnist)")
-    run.add_argument("--good", help="label code of the good class (default: 0, else the first class)")
-    run.add_argument("--good-per-defect", type=float, help="reshape the data to this good:defect image ratio")
-    run.add_argument("--method", action="append", help="method to run (repeatable)")
-    run.add_argument("--scheme", action="append", help="balance scheme (repeatable; good-xK for any K)")
+    add_grid_arguments(run)
     run.add_argument("--seeds", type=int, help="run seeds 0..N-1 (default 3)")
     run.add_argument("--seed", type=int, action="append", help="run this seed (repeatable)")
-    run.add_argument("--trunk", help="shared trunk: mlp or cnn (default mlp)")
-    run.add_argument("--steps", type=int, help=f"optimizer steps (default {Budget.steps})")
     run.add_argument(
-        "--batch-images", type=int, help=f"nominal images per step (default {Budget.batch_images})"
+        "--params-from",
+        metavar="DIR",
+        help="use the tuned parameters of DIR/tuned.toml (from bench tune) for the methods it tuned",
     )
-    run.add_argument("--lr", type=float, help=f"Adam learning rate (default {Budget.lr})")
-    run.add_argument("--headline-rule", help="prediction rule for the headline metrics (default knn5)")
-    run.add_argument("--cost-escape", type=float, help="cost of one escape (default 10)")
-    run.add_argument("--cost-overkill", type=float, help="cost of one overkill (default 1)")
-    run.add_argument("--good-share", type=float, help="share of good parts in production, for the cost")
-    run.add_argument(
-        "--quick", action="store_true", help="CI-sized preset: tiny budget, one seed, small data"
-    )
-    run.add_argument("--out", help="run directory (default results/<dataset>-<timestamp>)")
-    run.add_argument("--resume", action="store_true", help="continue RUN_DIR, skipping finished cells")
-    run.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    run.add_argument(
-        "--threads",
-        type=int,
-        help="torch threads per cell (default 1: the models are small, and threads that spin-wait "
-        "for a busy core slow training down many times over)",
-    )
-    run.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        help="where cells run: local (this process, live step bar), process (a pool of --jobs workers) or "
-        "dask (default: process when there are several cells and cores, else local)",
-    )
-    run.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="workers for --executor process or a local dask cluster (default: one per core)",
-    )
-    run.add_argument(
-        "--address",
-        help="Dask scheduler, tcp://HOST:8786 (implies --executor dask; without it, "
-        "dask starts a local cluster); GPU workers: dask worker ... --resources GPU=1",
-    )
-    run.add_argument("--config", help="TOML grid file; flags override it")
+    add_execution_arguments(run, "RUN_DIR")
     run.add_argument("--dry-run", action="store_true", help="print the resolved grid (TOML) and exit")
+
+    tune = sub.add_parser(
+        "tune",
+        help="tune each method's hyperparameters on the validation split, the same trials for each",
+        formatter_class=RichHelpFormatter,
+    )
+    add_tune_arguments(tune)
 
     lst = sub.add_parser(
         "list", help="list methods, schemes, datasets and trunks", formatter_class=RichHelpFormatter
@@ -126,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run_command(args, console)
+        if args.command == "tune":
+            return tune_command(args, console)
         if args.command == "list":
             return list_command(args, console)
         if args.command == "report":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 from dataclasses import replace
 from datetime import datetime
@@ -14,7 +15,7 @@ from rich.table import Table
 
 from bench.core.errors import BenchError, unknown_name
 from bench.grid.config import GridConfig, load_grid_toml
-from bench.grid.executors import ExecutorOptions
+from bench.grid.executors import EXECUTORS, ExecutorOptions
 from bench.sampling.budget import Budget
 from bench.sampling.schemes import DEFAULT_SCHEMES
 
@@ -23,7 +24,87 @@ QUICK_BUDGET = Budget(steps=60, batch_images=96)
 QUICK_DATASET_OPTIONS = {"inspection": {"n_per_defect": 30}}
 
 
-def _grid_from_args(args: argparse.Namespace) -> GridConfig:
+def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that say what a grid trains and scores: data, methods, schemes, trunk, budget,
+    metrics and a config file. Shared by ``run`` and ``tune``, so a flag added here reaches both."""
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every method (run: with the default schemes: " + ", ".join(DEFAULT_SCHEMES) + ")",
+    )
+    parser.add_argument("--dataset", help="dataset name or hf:<name-or-path> (default: inspection)")
+    parser.add_argument("--data-dir", help="where a file-based dataset lives (fashion-mnist)")
+    parser.add_argument("--good", help="label code of the good class (default: 0, else the first class)")
+    parser.add_argument(
+        "--good-per-defect", type=float, help="reshape the data to this good:defect image ratio"
+    )
+    parser.add_argument("--method", action="append", help="method (repeatable)")
+    parser.add_argument("--scheme", action="append", help="balance scheme (repeatable; good-xK for any K)")
+    parser.add_argument("--trunk", help="shared trunk: mlp or cnn (default mlp)")
+    parser.add_argument("--steps", type=int, help=f"optimizer steps (default {Budget.steps})")
+    parser.add_argument(
+        "--batch-images", type=int, help=f"nominal images per step (default {Budget.batch_images})"
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        help=f"Adam learning rate (default {Budget.lr}; a method's own `lr` in method_params overrides it; "
+        "tune: the learning rate of each method's first, default-parameter trial)",
+    )
+    parser.add_argument("--headline-rule", help="prediction rule for the headline metrics (default knn5)")
+    parser.add_argument("--cost-escape", type=float, help="cost of one escape (default 10)")
+    parser.add_argument("--cost-overkill", type=float, help="cost of one overkill (default 1)")
+    parser.add_argument("--good-share", type=float, help="share of good parts in production, for the cost")
+    parser.add_argument(
+        "--quick", action="store_true", help="CI-sized preset: tiny budget, one seed, small data"
+    )
+    parser.add_argument("--config", help="TOML grid file; flags override it")
+
+
+def add_execution_arguments(parser: argparse.ArgumentParser, out_name: str, unit: str = "cells") -> None:
+    """Where the output goes and where the work runs (``--out``, ``--resume``, device, threads,
+    executor, jobs, Dask address). Shared by ``run`` and ``tune``."""
+    parser.add_argument("--out", metavar=out_name, help=f"output directory (default results/<dataset>-<timestamp>)")
+    parser.add_argument("--resume", action="store_true", help=f"continue {out_name}, keeping finished {unit}")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help=f"torch threads per {unit[:-1]} (default 1: the models are small, and threads that spin-wait "
+        "for a busy core slow training down many times over)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        help=f"where {unit} run: local (this process), process (a pool of --jobs workers) or "
+        f"dask (default: process when there are several {unit} and cores, else local)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="workers for --executor process or a local dask cluster (default: one per core)",
+    )
+    parser.add_argument(
+        "--address",
+        help="Dask scheduler, tcp://HOST:8786 (implies --executor dask; without it, "
+        "dask starts a local cluster); GPU workers: dask worker ... --resources GPU=1",
+    )
+
+
+def check_execution(args: argparse.Namespace) -> None:
+    """BenchError for an unusable device, thread or job count, or --address without dask."""
+    check_device(args.device)
+    if args.threads is not None and args.threads < 1:
+        raise BenchError(f"--threads must be at least 1 (got {args.threads})")
+    if args.jobs < 1:
+        raise BenchError(f"--jobs must be at least 1 (got {args.jobs})")
+    if args.address and args.executor not in (None, "dask"):
+        raise BenchError(f"--address is for --executor dask (got --executor {args.executor})")
+
+
+def grid_from_args(args: argparse.Namespace, default_schemes: tuple[str, ...] = DEFAULT_SCHEMES) -> GridConfig:
+    """The grid the flags and ``--config`` describe (flags override the file), checked."""
     from bench.sampling.schemes import check_scheme
     from methods import get_method_class, list_methods
     from methods.trunks import list_trunks
@@ -33,17 +114,19 @@ def _grid_from_args(args: argparse.Namespace) -> GridConfig:
         raise BenchError("dataset_options must be a table")
     if args.all:
         kw["methods"] = tuple(list_methods())
-        kw.setdefault("schemes", DEFAULT_SCHEMES)
+        kw.setdefault("schemes", default_schemes)
     if args.method:
         kw["methods"] = tuple(dict.fromkeys(args.method))
     if args.scheme:
         kw["schemes"] = tuple(dict.fromkeys(args.scheme))
     if not kw.get("methods"):
         raise BenchError("nothing to run: pass --all, or --method NAME (see: python -m bench list methods)")
-    kw.setdefault("schemes", DEFAULT_SCHEMES)
-    if args.seed:
+    kw.setdefault("schemes", default_schemes)
+    if getattr(args, "params_from", None):
+        kw = _with_tuned_params(kw, Path(args.params_from))
+    if getattr(args, "seed", None):
         kw["seeds"] = tuple(dict.fromkeys(args.seed))
-    elif args.seeds is not None:
+    elif getattr(args, "seeds", None) is not None:
         if args.seeds < 1:
             raise BenchError(f"--seeds must be at least 1 (got {args.seeds})")
         kw["seeds"] = tuple(range(args.seeds))
@@ -71,6 +154,8 @@ def _grid_from_args(args: argparse.Namespace) -> GridConfig:
     changes = {"steps": args.steps, "batch_images": args.batch_images, "lr": args.lr}
     kw["budget"] = replace(budget, **{k: v for k, v in changes.items() if v is not None})
     grid = GridConfig(**kw)
+    if getattr(args, "params_from", None):
+        _check_tuned_for(grid, Path(args.params_from))
     for name in grid.methods:
         get_method_class(name)
     for name in grid.schemes:
@@ -84,6 +169,44 @@ def _grid_from_args(args: argparse.Namespace) -> GridConfig:
     return grid
 
 
+def _with_tuned_params(kw: dict[str, Any], tune_dir: Path) -> dict[str, Any]:
+    """``kw`` with the tuned parameters of ``tune_dir/tuned.toml`` merged over ``method_params``
+    (tuned values win) and their ``params_source``, for the methods of ``kw`` that were tuned."""
+    from bench.tune.outputs import TUNED_FILE
+
+    if not (tune_dir / TUNED_FILE).is_file():
+        raise BenchError(f"--params-from {tune_dir}: no {TUNED_FILE} there (run `bench tune --out {tune_dir}` first)")
+    tuned = load_grid_toml(tune_dir / TUNED_FILE)
+    params = {m: dict(p) for m, p in kw.get("method_params", {}).items()}
+    sources = dict(kw.get("params_source", {}))
+    for method in kw["methods"]:
+        if method in tuned.get("method_params", {}):
+            params[method] = {**params.get(method, {}), **tuned["method_params"][method]}
+            sources[method] = tuned.get("params_source", {}).get(method, f"tuned in {tune_dir}")
+    return {**kw, "method_params": params, "params_source": sources}
+
+
+def _check_tuned_for(grid: GridConfig, tune_dir: Path) -> None:
+    """BenchError unless ``grid`` trains on what ``tune_dir`` was tuned for: the same data,
+    trunk and shared budget (steps, images per step, embedding size, checkpointing)."""
+    from bench.tune.outputs import TUNED_FILE
+
+    tuned = GridConfig(**load_grid_toml(tune_dir / TUNED_FILE))
+    shared = ("steps", "batch_images", "embedding_size", "eval_every")
+    pairs = {
+        "dataset": (tuned.dataset, grid.dataset),
+        "dataset_options": (tuned.dataset_options, grid.dataset_options),
+        "trunk": (tuned.trunk, grid.trunk),
+        **{f"budget {k}": (getattr(tuned.budget, k), getattr(grid.budget, k)) for k in shared},
+    }
+    for name, (then, now) in pairs.items():
+        if then != now:
+            raise BenchError(
+                f"--params-from {tune_dir}: tuned with {name} {then!r}, this run has {now!r}; "
+                "tuned parameters hold for the data and budget they were tuned on"
+            )
+
+
 def check_device(device: str) -> None:
     import torch
 
@@ -93,7 +216,7 @@ def check_device(device: str) -> None:
         raise BenchError(f"unknown device {device!r}; use cpu or cuda")
 
 
-def _check_data(grid: GridConfig) -> None:
+def check_data(grid: GridConfig) -> None:
     """Load and split the data once up front, so a bad dataset is one error, not N failed cells."""
     from bench.grid.runner import prepare_data
     from bench.sampling.schemes import make_plan
@@ -114,19 +237,13 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     from bench.grid.store import RESULTS_FILE
     from bench.report import write_report
 
-    grid = _grid_from_args(args)
-    check_device(args.device)
-    if args.threads is not None and args.threads < 1:
-        raise BenchError(f"--threads must be at least 1 (got {args.threads})")
-    if args.jobs < 1:
-        raise BenchError(f"--jobs must be at least 1 (got {args.jobs})")
-    if args.address and args.executor not in (None, "dask"):
-        raise BenchError(f"--address is for --executor dask (got --executor {args.executor})")
+    grid = grid_from_args(args)
+    check_execution(args)
     if args.dry_run:
         print(grid.to_toml(), end="")
         print(f"# {len(grid.cells())} cell(s)")
         return 0
-    _check_data(grid)
+    check_data(grid)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.out or f"results/{grid.dataset.replace(':', '_').replace('/', '_')}-{stamp}")
     if (run_dir / RESULTS_FILE).exists() and not args.resume:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BenchError
-from bench.sampling.budget import Budget
+from bench.sampling.budget import Budget, method_budget
 
 
 def _canonical(value: Any) -> str:
@@ -60,6 +60,11 @@ class CellConfig:
         return hashlib.sha256(_canonical(self.to_dict()).encode()).hexdigest()[:16]
 
     @property
+    def params_dict(self) -> dict[str, Any]:
+        """The method parameters as a dict (``lr`` included when the method has its own)."""
+        return dict(self.params)
+
+    @property
     def label(self) -> str:
         return f"{self.method} / {self.scheme} / seed {self.seed}"
 
@@ -85,6 +90,9 @@ class GridConfig:
     cost_escape: float = 10.0
     cost_overkill: float = 1.0
     good_share: float | None = None
+    #: Where each method's parameters came from (e.g. a tuning directory); stamped on its
+    #: records, not part of any cell's hash. Methods not named use their defaults and ``method_params``.
+    params_source: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         def names(key: str) -> None:
@@ -122,6 +130,11 @@ class GridConfig:
             table = getattr(self, key)
             if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
                 raise BenchError(f"{key} must be a table of tables, one per name")
+        for name, params in self.method_params.items():
+            method_budget(self.budget, params)  # a per-method lr must be a valid budget lr
+        source = self.params_source
+        if not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values()):
+            raise BenchError("params_source must be a table of texts, one per method")
 
     def cells(self) -> list[CellConfig]:
         """Cells in run order: seed-major, so a partial run already holds whole seeds."""
@@ -170,6 +183,8 @@ class GridConfig:
                     lines += ["", f'[{title}."{name}"]'] + [
                         f"{k} = {_toml(v)}" for k, v in sorted(table.items())
                     ]
+        if self.params_source:
+            lines += ["", "[params_source]"] + [f"{_toml(m)} = {_toml(v)}" for m, v in sorted(self.params_source.items())]
         return "\n".join(lines) + "\n"
 
 

@@ -53,6 +53,8 @@ def run_grid(
 
     with progress:
         for cell, record in run_cells(todo, options, on_start, progress.step):
+            if cell.method in grid.params_source:
+                record["params_source"] = grid.params_source[cell.method]
             store.append(record)
             outcome.records.append(record)
             progress.finish_cell(cell.label, record)

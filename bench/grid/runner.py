@@ -24,6 +24,8 @@ from bench.datasets import ImageSet, Splits, load_dataset, split_dataset
 from bench.datasets.split import choose_good, reshape_imbalance
 from bench.grid.config import CellConfig
 from bench.grid.store import SCHEMA_VERSION
+from bench.sampling.budget import LR_PARAM, Budget, method_budget
+from bench.sampling.plan import BalancePlan
 from bench.sampling.schemes import make_plan
 
 StepCallback = Callable[[int, int], None]
@@ -50,6 +52,25 @@ def prepare_data(dataset: str, options: dict[str, Any], seed: int) -> Splits:
     if split_key not in _SPLITS:
         _SPLITS[split_key] = split_dataset(_DATASETS[key], seed=seed)
     return _SPLITS[split_key]
+
+
+def prepare_cell(cell: CellConfig) -> tuple[Splits, BalancePlan]:
+    """The cell's split (train / val / test) and its balance plan over the training classes."""
+    splits = prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed)
+    train = splits.train
+    plan = make_plan(
+        cell.scheme, train.class_counts(), train.classes, train.good_index, **dict(cell.scheme_options)
+    )
+    return splits, plan
+
+
+def create_cell_method(cell: CellConfig) -> tuple[Any, Budget]:
+    """The cell's unfitted method and the budget it trains with (an ``lr`` in the cell's
+    params is that method's learning rate; the rest of the budget is the grid's)."""
+    from methods import create_method
+
+    budget, params = method_budget(cell.budget, cell.params_dict)
+    return create_method(cell.method, trunk=cell.trunk, **params), budget
 
 
 def seed_everything(seed: int) -> None:
@@ -94,13 +115,12 @@ def run_cell(
     """Run one cell and return its record (``status`` ``ok`` or ``failed``; never raises for a
     failure inside the cell, except KeyboardInterrupt)."""
     from bench.evaluation.evaluate import evaluate
-    from methods import create_method
 
     if threads:
         torch.set_num_threads(threads)
     record = new_record(cell)
     try:
-        splits = prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed)
+        splits, plan = prepare_cell(cell)
         train = splits.train
         record["dataset"] = {
             "name": train.name,
@@ -110,16 +130,11 @@ def run_cell(
             "counts": splits.counts_by_code(),
             "source": train.source,
         }
-        plan = make_plan(
-            cell.scheme, train.class_counts(), train.classes, train.good_index, **dict(cell.scheme_options)
-        )
         record["plan"] = plan.to_dict()
         seed_everything(cell.seed)
-        method = create_method(cell.method, trunk=cell.trunk, **dict(cell.params))
+        method, budget = create_cell_method(cell)
         t0 = time.perf_counter()
-        method.fit(
-            train, splits.val, plan=plan, budget=cell.budget, seed=cell.seed, device=device, progress=on_step
-        )
+        method.fit(train, splits.val, plan=plan, budget=budget, seed=cell.seed, device=device, progress=on_step)
         train_s = time.perf_counter() - t0
         result = evaluate(
             method,
@@ -132,7 +147,7 @@ def run_cell(
         sampling = dict(method.sampling_)
         record.update(
             status="ok",
-            params=method.get_params(),
+            params=method.get_params() | ({LR_PARAM: budget.lr} if LR_PARAM in cell.params_dict else {}),
             headline_rule=result["headline_rule"],
             metrics=result["metrics"],
             metrics_by_rule=result["metrics_by_rule"],

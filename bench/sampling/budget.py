@@ -47,3 +47,32 @@ class Budget:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: A ``method_params`` key that is the budget's learning rate for that method alone: the
+#: learning rate is tuned per method (``bench tune``), everything else in the budget stays shared.
+LR_PARAM = "lr"
+
+#: The learning-rate range every method's search space draws from (log-uniform), so that no
+#: method gets a wider search than another.
+LR_SEARCH_RANGE = (1e-4, 3e-3)
+
+
+def method_budget(budget: Budget, params: dict) -> tuple[Budget, dict]:
+    """The budget a method trains with and its constructor keywords.
+
+    An ``lr`` entry in ``params`` replaces ``budget.lr`` for this method only; the other
+    entries are the method's hyperparameters.
+
+    Raises:
+        BenchError: the ``lr`` entry is not a positive number.
+    """
+    params = dict(params)
+    if LR_PARAM not in params:
+        return budget, params
+    return Budget(**{**budget.to_dict(), "lr": params.pop(LR_PARAM)}), params
+
+
+def suggest_lr(trial) -> float:
+    """The learning rate of an Optuna ``trial``, log-uniform over ``LR_SEARCH_RANGE``."""
+    return trial.suggest_float(LR_PARAM, *LR_SEARCH_RANGE, log=True)

@@ -1,0 +1,107 @@
+"""``bench tune``: tune every method's hyperparameters on the validation split, with the same
+number of trials for each, then write ``tuned.toml``, ``tuning.md`` and the plots."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.cli.run import add_execution_arguments, add_grid_arguments, check_data, check_execution, grid_from_args
+from bench.core.errors import BenchError
+from bench.grid.executors import ExecutorOptions
+from bench.tune.config import OBJECTIVES, TUNE_SCHEMES, TuneConfig, tune_seeds
+
+
+def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
+    """``run``'s grid and execution flags plus the tuning's own."""
+    add_grid_arguments(parser)
+    parser.add_argument("--trials", type=int, default=30, help="trials per method, the same for each (default 30)")
+    parser.add_argument(
+        "--tune-seeds",
+        type=int,
+        default=2,
+        help="training seeds per trial; its score is their mean (default 2; seeds 1000, 1001, ...)",
+    )
+    parser.add_argument(
+        "--objective",
+        choices=tuple(OBJECTIVES),
+        default="accuracy",
+        help="validation score to optimize: accuracy of the headline rule (default), cost (per 1,000 "
+        "parts, minimized) or map_at_r",
+    )
+    parser.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+    add_execution_arguments(parser, "DIR", unit="trials")
+
+
+def tune_command(args: argparse.Namespace, console: Console) -> int:
+    from bench.tune.driver import tune
+
+    grid = grid_from_args(args, default_schemes=TUNE_SCHEMES)
+    check_execution(args)
+    config = TuneConfig(
+        grid=grid, trials=args.trials, seeds=tune_seeds(args.tune_seeds), objective=args.objective, sampler_seed=args.sampler_seed
+    )
+    check_data(grid)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or f"results/tune-{grid.dataset.replace(':', '_').replace('/', '_')}-{stamp}")
+    options = ExecutorOptions(
+        kind=args.executor or ("dask" if args.address else "process" if args.jobs > 1 else "local"),
+        device=args.device,
+        threads=args.threads or 1,
+        jobs=args.jobs,
+        address=args.address,
+    )
+    console.print(
+        f"tuning {', '.join(grid.methods)}: {config.trials} trials each, {config.fits_per_trial} fit(s) per trial,"
+        f" {config.describe()}; into {out}"
+    )
+
+    def on_trial(summary: dict) -> None:
+        value = "" if summary["value"] is None else f" {summary['value']:.4f}"
+        note = f" ({summary['note']})" if summary["note"] and summary["state"] != "complete" else ""
+        console.print(f"  {summary['method']} trial {summary['number']}: {summary['state']}{value}{note}")
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        tune(config, out, options, resume=args.resume, on_trial=on_trial)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished trials are in {out}; continue with the same command and --resume")
+        _write_outputs(out, config, console)
+        return 130
+    _write_outputs(out, config, console)
+    return 0
+
+
+def _write_outputs(out: Path, config: TuneConfig, console: Console) -> None:
+    from bench.tune.outputs import summarize, write_report, write_tuned
+    from bench.tune.plots import write_plots
+    from bench.tune.study import STUDY_FILE, open_storage
+
+    if not (out / STUDY_FILE).is_file():
+        return
+    summaries = summarize(open_storage(out / STUDY_FILE), config)
+    plots = write_plots(out, summaries, config.direction, config.objective)
+    report = write_report(out, config, summaries, plots)
+    tuned = write_tuned(out, config, summaries)
+    table = Table(title=f"tuning ({config.describe()})")
+    for col in ("method", "complete", "pruned", "failed", "steps", "default", "best"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for s in summaries:
+        table.add_row(
+            s.method,
+            str(s.counts["complete"]),
+            str(s.counts["pruned"]),
+            str(s.counts["failed"]),
+            f"{s.steps:,}",
+            "–" if s.default is None else f"{s.default.value:.4f}",
+            "–" if s.best is None else f"{s.best.value:.4f}",
+        )
+    console.print(table)
+    console.print(f"report: {report}" + (f"\ntuned:  {tuned}" if tuned else "\nno complete trial yet: no tuned.toml"))
+    if tuned is None and any(s.counts["counted"] for s in summaries):
+        raise BenchError("no trial completed; see the failed trials in " + str(report))

@@ -1,0 +1,120 @@
+"""What a tuning is: the grid it tunes for, the trials per method, the seeds and the objective."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.core.errors import BenchError
+from bench.grid.config import GridConfig
+
+#: Objective name -> (Optuna direction, what it is, for humans).
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "accuracy": ("maximize", "validation accuracy of the headline rule"),
+    "cost": ("minimize", "validation cost per 1,000 parts"),
+    "map_at_r": ("maximize", "validation MAP@R"),
+}
+
+#: Tuning seeds start here, away from the seeds a final ``bench run`` uses (0, 1, 2, ...), so the
+#: final runs train from initialisations and draws the tuning never saw.
+TUNE_SEED_BASE = 1000
+
+#: Schemes a tuning uses unless ``--scheme`` or a config file names others.
+TUNE_SCHEMES = ("uniform",)
+
+#: Validation probes per fit that feed the pruner, and the share of the first fit during which
+#: no trial is pruned (its early scores say little about its final one).
+PROBES_PER_FIT = 4
+WARMUP_SHARE = 0.5
+
+#: Trials run before the pruner may prune (the first is the defaults).
+PRUNER_STARTUP_TRIALS = 5
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """One tuning: ``trials`` Optuna trials per method of ``grid`` (the same for each), every
+    trial scored as the mean over ``seeds`` x ``grid.schemes`` fits on the validation split.
+
+    Attributes:
+        grid: what is trained and how it is scored (its ``seeds`` are not used; its
+            ``method_params`` are held fixed; ``budget.lr`` is the first trial's lr).
+        trials: trials per method.
+        seeds: the training seeds of every trial.
+        objective: a key of ``OBJECTIVES``.
+        sampler_seed: seeds the TPE sampler.
+    """
+
+    grid: GridConfig
+    trials: int = 30
+    seeds: tuple[int, ...] = (TUNE_SEED_BASE, TUNE_SEED_BASE + 1)
+    objective: str = "accuracy"
+    sampler_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
+            raise BenchError(f"--trials must be at least 1 (got {self.trials!r})")
+        if not self.seeds:
+            raise BenchError("--tune-seeds must be at least 1")
+        if self.objective not in OBJECTIVES:
+            raise BenchError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+
+    @property
+    def direction(self) -> str:
+        return OBJECTIVES[self.objective][0]
+
+    @property
+    def fits_per_trial(self) -> int:
+        return len(self.seeds) * len(self.grid.schemes)
+
+    @property
+    def probe_every(self) -> int:
+        """Steps between validation probes: a multiple of 10, where a fit reports its progress."""
+        return max(10, self.grid.budget.steps // PROBES_PER_FIT // 10 * 10)
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(self.grid.budget.steps * WARMUP_SHARE)
+
+    def score_name(self) -> str:
+        """The objective in a few words: ``validation knn5 accuracy``."""
+        rule = self.grid.headline_rule
+        return {
+            "accuracy": f"validation {rule} accuracy",
+            "cost": f"validation {rule} cost per 1,000 parts",
+            "map_at_r": "validation MAP@R",
+        }[self.objective]
+
+    def describe(self) -> str:
+        what = OBJECTIVES[self.objective][1]
+        rule = f" (`{self.grid.headline_rule}`)" if self.objective != "map_at_r" else ""
+        return f"{what}{rule}, {self.direction}d"
+
+    def fingerprint(self, method: str) -> dict[str, Any]:
+        """What makes one method's study: a study in the tuning directory with another
+        fingerprint belongs to another grid. Trials, methods and executors may change on resume."""
+        grid = asdict(self.grid)
+        for key in ("methods", "seeds", "method_params", "params_source"):
+            grid.pop(key, None)
+        grid["budget"].pop("lr", None)
+        return {
+            "grid": grid,
+            "method": method,
+            "fixed_params": self.grid.method_params.get(method, {}),
+            "seeds": list(self.seeds),
+            "objective": self.objective,
+            "sampler_seed": self.sampler_seed,
+        }
+
+    def fingerprint_hash(self, method: str) -> str:
+        text = json.dumps(self.fingerprint(method), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def tune_seeds(count: int) -> tuple[int, ...]:
+    """The ``count`` tuning seeds (``TUNE_SEED_BASE``, ``TUNE_SEED_BASE + 1``, ...)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise BenchError(f"--tune-seeds must be at least 1 (got {count!r})")
+    return tuple(range(TUNE_SEED_BASE, TUNE_SEED_BASE + count))
