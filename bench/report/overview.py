@@ -36,6 +36,7 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
         f"methods {', '.join(f'`{m}`' for m in cells.methods) or '–'}; "
         f"schemes {', '.join(f'`{s}`' for s in cells.schemes) or '–'}",
     ]
+    lines += params_source_lines(records, cells)
     starts = sorted(r["started_at"] for r in records if r.get("started_at"))
     ends = sorted(r["finished_at"] for r in records if r.get("finished_at"))
     if starts and ends:
@@ -63,6 +64,19 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
     if envs:
         out += ["**Environment:**", "", table([{k: str(v) for k, v in json.loads(e).items()} for e in envs])]
     return out
+
+
+def params_source_lines(records: Sequence[dict], cells: Cells) -> list[str]:
+    """Where each method's parameters came from, when some record says (``bench run
+    --params-from``); nothing for records without a ``params_source``, so older reports stay as
+    they were."""
+    if not any(r.get("params_source") for r in records):
+        return []
+    sources: dict[str, set[str]] = defaultdict(set)
+    for rec in records:
+        sources[cells.labels.get(rec["hash"], "?")].add(rec.get("params_source") or "defaults and method_params")
+    parts = [f"`{m}`: {cell_text('; '.join(sorted(sources[m])))}" for m in sorted(sources, key=method_key)]
+    return ["- **Parameters from:** " + "; ".join(parts)]
 
 
 def headline_section(cells: Cells, rule: str) -> list[str]:

@@ -1,0 +1,219 @@
+"""The tuning stage: equal trials per method, resume after kill -9, tuned parameters reaching
+the final run's records, and a test split the tuning never touches. Tiny budgets on digits."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from bench.cli import main
+from bench.cli.main import _parser
+from bench.datasets.image_set import Splits
+from bench.grid.config import load_grid_toml
+from bench.grid.store import read_records
+from bench.tune.study import STUDY_FILE, open_storage, suggest_params, trial_counts
+from methods import create_method, get_method_class, list_methods
+from methods.base import EmbeddingMethod
+
+TINY = ["--dataset", "digits", "--steps", "20", "--batch-images", "24", "--tune-seeds", "1"]
+
+
+def studies(out: Path) -> dict[str, optuna.Study]:
+    storage = open_storage(out / STUDY_FILE)
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage) for s in storage.get_all_studies()}
+
+
+# ----------------------------------------------------------------- search spaces
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_every_search_space_names_real_hyperparameters_and_holds_the_defaults(name):
+    cls = get_method_class(name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        params = suggest_params(cls, study.ask(), {})
+        assert 1e-4 <= params.pop("lr") <= 3e-3
+        create_method(name, **params).check_params()  # every name is a hyperparameter, every value usable
+    defaults = {**cls().get_params(), "lr": 1e-3}
+    names = suggest_params(cls, study.ask(), {}).keys()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FixedTrial warns about a value outside the distribution
+        fixed = optuna.trial.FixedTrial({k: defaults[k] for k in names})
+        assert suggest_params(cls, fixed, {}) == {k: defaults[k] for k in names}
+
+
+def test_a_method_without_a_search_space_is_tuned_on_the_learning_rate_alone():
+    class PlugIn(EmbeddingMethod):  # a third-party method that declares nothing
+        pass
+
+    trial = optuna.create_study().ask()
+    assert list(suggest_params(PlugIn, trial, {})) == ["lr"]
+    assert list(suggest_params(object, trial, {})) == ["lr"]  # not even an EmbeddingMethod
+
+
+def test_tune_takes_every_grid_flag_of_run():
+    def options(command: str) -> set[str]:
+        sub = next(a for a in _parser()._actions if a.dest == "command").choices[command]
+        return {s for a in sub._actions for s in a.option_strings}
+
+    run_only = {"--seeds", "--seed", "--params-from", "--dry-run"}
+    assert options("run") - run_only <= options("tune")
+    assert {"--trials", "--tune-seeds", "--objective", "--jobs", "--executor", "--address", "--resume"} <= options("tune")
+
+
+# ----------------------------------------------------------------- the pruner's feed
+
+
+def test_probes_report_validation_scores_and_a_pruned_trial_counts_its_steps(digits_splits):
+    from bench.grid.config import GridConfig
+    from bench.sampling.budget import Budget
+    from bench.tune.config import TuneConfig
+    from bench.tune.objective import Pruned, TrialRun, run_trial
+
+    grid = GridConfig(dataset="digits", methods=("classifier",), schemes=("uniform",), budget=Budget(steps=40, batch_images=24))
+    config = TuneConfig(grid=grid, trials=1, seeds=(1000, 1001))
+
+    class Trial:  # records reports; prunes at the first check after step 45 (in the second fit)
+        reports: list[tuple[int, float]] = []
+
+        def report(self, value, step):
+            self.reports.append((step, value))
+
+        def should_prune(self):
+            return self.reports[-1][0] > 45
+
+    run = TrialRun()
+    with pytest.raises(Pruned) as caught:
+        run_trial(Trial(), config, "classifier", {"lr": 1e-3}, "cpu", run)
+    steps = [s for s, _ in Trial.reports]
+    assert steps == [10, 20, 30, 40, 50]  # probes every 10 steps, the first fit's end at 40, then step 10 of fit 2
+    assert all(0 < v <= 1 for _, v in Trial.reports)
+    assert caught.value.steps == 50 and run.steps == 50 and len(run.scores) == 1
+
+
+# ----------------------------------------------------------------- equal budgets, parallel workers
+
+
+def test_every_method_gets_exactly_the_same_trials_with_two_worker_processes(tmp_path):
+    out = tmp_path / "tune"
+    args = ["tune", "--method", "classifier", "--method", "siamese", *TINY, "--trials", "3", "--jobs", "2"]
+    assert main([*args, "--executor", "process", "--out", str(out)]) == 0
+    found = studies(out)
+    assert sorted(found) == ["classifier", "siamese"]
+    for study in found.values():
+        trials = study.get_trials()
+        assert trial_counts(study)["counted"] == 3 and len(trials) == 3
+        assert trials[0].user_attrs.get("defaults") and trials[0].params["lr"] == 1e-3
+        assert all(t.user_attrs["steps"] > 0 for t in trials)
+    tuned = load_grid_toml(out / "tuned.toml")
+    assert set(tuned["method_params"]) == {"classifier", "siamese"}
+    assert "| classifier | 3 |" in (out / "tuning.md").read_text()
+
+
+# ----------------------------------------------------------------- resume after kill -9
+
+
+def test_a_killed_tuning_resumes_to_the_same_trial_count_and_refuses_another_grid(tmp_path, capsys):
+    out = tmp_path / "tune"
+    args = [sys.executable, "-m", "bench", "tune", "--method", "classifier", "--dataset", "digits", "--steps", "200"]
+    args += ["--batch-images", "24", "--tune-seeds", "1", "--trials", "6", "--executor", "local", "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        journal = out / STUDY_FILE
+        if journal.exists() and journal.read_text().count('"state":1') >= 2:  # two trials finished
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {t.number: t.value for t in studies(out)["classifier"].get_trials() if t.state.is_finished()}
+    assert len(before) >= 2
+    with open(out / STUDY_FILE, "a") as fh:
+        fh.write('{"op_code": 5, "worker_id": "torn')  # a write cut short by the kill
+
+    done = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    study = studies(out)["classifier"]
+    counts = trial_counts(study)
+    assert counts["counted"] == 6 and counts["interrupted"] <= 1
+    assert {t.number: t.value for t in study.get_trials() if t.number in before} == before
+
+    in_process = [*args[3:], "--resume"]  # the same command, in this process: exit codes of refusals
+    capsys.readouterr()
+    assert main([*in_process, "--steps", "100"]) == 2  # another grid's study
+    assert main(in_process[:-1]) == 2  # a study, without --resume
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and "holds the tuning study of another grid" in errors[0], errors
+
+
+# ----------------------------------------------------------------- tuned parameters reach the run
+
+
+def test_tuned_parameters_reach_the_final_runs_records_and_report(tmp_path, capsys):
+    out, run_dir = tmp_path / "tune", tmp_path / "run"
+    grid = ["--method", "classifier", "--method", "mean-anchor-triplet", "--dataset", "digits", "--steps", "20"]
+    grid += ["--batch-images", "24"]
+    assert main(["tune", *grid, "--tune-seeds", "1", "--trials", "2", "--executor", "local", "--out", str(out)]) == 0
+    tuned = load_grid_toml(out / "tuned.toml")
+    run = ["run", *grid, "--scheme", "uniform", "--seeds", "1", "--executor", "local", "--out", str(run_dir)]
+    assert main([*run, "--params-from", str(out)]) == 0
+    records = {r["config"]["method"]: r for r in read_records(run_dir)}
+    for method, params in tuned["method_params"].items():
+        assert records[method]["config"]["params"] == params
+        assert records[method]["params"]["lr"] == params["lr"]  # the learning rate the fit used
+        assert records[method]["params_source"].startswith(f"tuned in {out}: trial ")
+    assert "**Parameters from:** `mean-anchor-triplet`: tuned in" in (run_dir / "report.md").read_text()
+
+    # tuned.toml is itself a grid file; tuned parameters do not fit another budget
+    assert main([*run[:1], "--config", str(out / "tuned.toml"), "--dry-run"]) == 0
+    capsys.readouterr()
+    assert main([*run, "--steps", "30", "--params-from", str(out)]) == 2
+    assert "tuned with budget steps 20" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- the test split stays unseen
+
+
+@pytest.mark.parametrize("objective", ["accuracy", "cost", "map_at_r"])
+def test_tuning_never_embeds_or_scores_the_test_split(objective, tmp_path, monkeypatch):
+    import bench.grid.runner as runner
+
+    seen: list[bool] = []
+    embed = EmbeddingMethod.embed
+
+    def spy(self, images, *args, **kwargs):
+        seen.append(bool(torch.isnan(images).any() or (images.abs() > 1e6).any()))
+        return embed(self, images, *args, **kwargs)
+
+    def values(poison: bool) -> list[float]:
+        split = runner.split_dataset
+
+        def poisoned(data, seed=0, **kw):
+            s = split(data, seed=seed, **kw)
+            bad = torch.full_like(s.test.images, float("nan"))
+            bad[::2] = 1e9
+            return Splits(s.train, s.val, replace(s.test, images=bad)) if poison else s
+
+        monkeypatch.setattr(runner, "split_dataset", poisoned)
+        monkeypatch.setattr(runner, "_SPLITS", {})
+        out = tmp_path / f"tune-{poison}"
+        args = ["tune", "--method", "classifier", *TINY, "--trials", "2", "--objective", objective]
+        assert main([*args, "--executor", "local", "--out", str(out)]) == 0
+        return [t.value for t in studies(out)["classifier"].get_trials()]
+
+    monkeypatch.setattr(EmbeddingMethod, "embed", spy)
+    clean = values(poison=False)
+    assert seen and not any(seen)
+    assert values(poison=True) == clean  # poisoned test images changed nothing
+    assert not any(seen)
