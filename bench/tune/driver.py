@@ -9,6 +9,7 @@ interleaved across methods, so an interrupted tuning has advanced every method a
 from __future__ import annotations
 
 import multiprocessing
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -152,5 +153,7 @@ def _through_scheduler(tasks: list[TrialTask], client: Any) -> list[TrialTask]:
         from optuna_integration import DaskStorage
     except ImportError:
         raise BenchError("--address needs optuna-integration: pip install optuna-integration") from None
-    storage = DaskStorage(storage=open_storage(tasks[0].storage), client=client)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = DaskStorage(storage=open_storage(tasks[0].storage), client=client)
     return [replace(task, storage=storage) for task in tasks]
