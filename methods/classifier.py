@@ -73,4 +73,7 @@ class Classifier(EmbeddingMethod):
     @classmethod
     def search_space(cls, trial) -> dict:
         """The learning rate and the label smoothing (0 to 0.3; the default 0 inside)."""
-        return {**super().search_space(trial), "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.3)}
+        return {
+            **super().search_space(trial),
+            "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.3),
+        }

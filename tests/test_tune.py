@@ -3,7 +3,6 @@ the final run's records, and a test split the tuning never touches. Tiny budgets
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -30,7 +29,10 @@ TINY = ["--dataset", "digits", "--steps", "20", "--batch-images", "24", "--tune-
 
 def studies(out: Path) -> dict[str, optuna.Study]:
     storage = open_storage(out / STUDY_FILE)
-    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage) for s in storage.get_all_studies()}
+    return {
+        s.study_name: optuna.load_study(study_name=s.study_name, storage=storage)
+        for s in storage.get_all_studies()
+    }
 
 
 # ----------------------------------------------------------------- search spaces
@@ -68,7 +70,15 @@ def test_tune_takes_every_grid_flag_of_run():
 
     run_only = {"--seeds", "--seed", "--params-from", "--dry-run"}
     assert options("run") - run_only <= options("tune")
-    assert {"--trials", "--tune-seeds", "--objective", "--jobs", "--executor", "--address", "--resume"} <= options("tune")
+    assert {
+        "--trials",
+        "--tune-seeds",
+        "--objective",
+        "--jobs",
+        "--executor",
+        "--address",
+        "--resume",
+    } <= options("tune")
 
 
 # ----------------------------------------------------------------- the pruner's feed
@@ -80,7 +90,12 @@ def test_probes_report_validation_scores_and_a_pruned_trial_counts_its_steps(dig
     from bench.tune.config import TuneConfig
     from bench.tune.objective import Pruned, TrialRun, run_trial
 
-    grid = GridConfig(dataset="digits", methods=("classifier",), schemes=("uniform",), budget=Budget(steps=40, batch_images=24))
+    grid = GridConfig(
+        dataset="digits",
+        methods=("classifier",),
+        schemes=("uniform",),
+        budget=Budget(steps=40, batch_images=24),
+    )
     config = TuneConfig(grid=grid, trials=1, seeds=(1000, 1001))
 
     class Trial:  # records reports; prunes at the first check after step 45 (in the second fit)
@@ -96,7 +111,13 @@ def test_probes_report_validation_scores_and_a_pruned_trial_counts_its_steps(dig
     with pytest.raises(Pruned) as caught:
         run_trial(Trial(), config, "classifier", {"lr": 1e-3}, "cpu", run)
     steps = [s for s, _ in Trial.reports]
-    assert steps == [10, 20, 30, 40, 50]  # probes every 10 steps, the first fit's end at 40, then step 10 of fit 2
+    assert steps == [
+        10,
+        20,
+        30,
+        40,
+        50,
+    ]  # probes every 10 steps, the first fit's end at 40, then step 10 of fit 2
     assert all(0 < v <= 1 for _, v in Trial.reports)
     assert caught.value.steps == 50 and run.steps == 50 and len(run.scores) == 1
 
@@ -125,13 +146,37 @@ def test_every_method_gets_exactly_the_same_trials_with_two_worker_processes(tmp
 
 def test_a_killed_tuning_resumes_to_the_same_trial_count_and_refuses_another_grid(tmp_path, capsys):
     out = tmp_path / "tune"
-    args = [sys.executable, "-m", "bench", "tune", "--method", "classifier", "--dataset", "digits", "--steps", "100"]
-    args += ["--batch-images", "24", "--tune-seeds", "1", "--trials", "5", "--executor", "local", "--out", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "bench",
+        "tune",
+        "--method",
+        "classifier",
+        "--dataset",
+        "digits",
+        "--steps",
+        "100",
+    ]
+    args += [
+        "--batch-images",
+        "24",
+        "--tune-seeds",
+        "1",
+        "--trials",
+        "5",
+        "--executor",
+        "local",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         journal = out / STUDY_FILE
-        if journal.exists() and journal.read_text().count('"state":1') >= 2:  # two trials finished
+        text = journal.read_text() if journal.exists() else ""
+        finished = text.rfind('"state":1')
+        if text.count('"state":1') >= 2 and '"op_code":7' in text[finished:]:  # two done, one probed since
             break
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
@@ -162,11 +207,37 @@ def test_a_killed_tuning_resumes_to_the_same_trial_count_and_refuses_another_gri
 
 def test_tuned_parameters_reach_the_final_runs_records_and_report(tmp_path, capsys):
     out, run_dir = tmp_path / "tune", tmp_path / "run"
-    grid = ["--method", "classifier", "--method", "mean-anchor-triplet", "--dataset", "digits", "--steps", "20"]
+    grid = [
+        "--method",
+        "classifier",
+        "--method",
+        "mean-anchor-triplet",
+        "--dataset",
+        "digits",
+        "--steps",
+        "20",
+    ]
     grid += ["--batch-images", "24"]
-    assert main(["tune", *grid, "--tune-seeds", "1", "--trials", "2", "--executor", "local", "--out", str(out)]) == 0
+    assert (
+        main(["tune", *grid, "--tune-seeds", "1", "--trials", "2", "--executor", "local", "--out", str(out)])
+        == 0
+    )
     tuned = load_grid_toml(out / "tuned.toml")
-    run = ["run", *grid, "--scheme", "uniform", "--seeds", "1", "--executor", "local", "--out", str(run_dir)]
+    # the run's shared lr differs from every lr the tuning may pick (trial 0: 1e-3, the others: drawn)
+    run = [
+        "run",
+        *grid,
+        "--lr",
+        "7e-4",
+        "--scheme",
+        "uniform",
+        "--seeds",
+        "1",
+        "--executor",
+        "local",
+        "--out",
+        str(run_dir),
+    ]
     assert main([*run, "--params-from", str(out)]) == 0
     records = {r["config"]["method"]: r for r in read_records(run_dir)}
     for method, params in tuned["method_params"].items():
@@ -217,3 +288,58 @@ def test_tuning_never_embeds_or_scores_the_test_split(objective, tmp_path, monke
     assert seen and not any(seen)
     assert values(poison=True) == clean  # poisoned test images changed nothing
     assert not any(seen)
+
+
+# ----------------------------------------------------------------- what tuning.md says
+
+
+def test_tuning_report_counts_trials_and_shows_per_fit_scores_and_importances(tmp_path):
+    from bench.grid.config import GridConfig
+    from bench.tune.config import TuneConfig
+    from bench.tune.outputs import render, summarize, tuned_grid
+
+    config = TuneConfig(
+        grid=GridConfig(dataset="digits", methods=("siamese",), schemes=("uniform",)), trials=12
+    )
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="siamese", direction="maximize")
+    space = {"lr": optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True)}
+    space["margin"] = optuna.distributions.FloatDistribution(0.3, 1.6)
+    for i in range(12):
+        params = {"lr": 1e-4 * (1 + 2 * i), "margin": 0.3 + 0.1 * i}
+        scores = [
+            {"seed": 1000, "scheme": "uniform", "score": 0.5 + 0.03 * i},
+            {"seed": 1001, "scheme": "uniform", "score": 0.5 + 0.01 * i},
+        ]
+        attrs = {"params": params, "scores": scores, "steps": 1200, "train_s": 10.0, "defaults": i == 0}
+        state = optuna.trial.TrialState.PRUNED if i in (3, 4) else optuna.trial.TrialState.COMPLETE
+        value = sum(s["score"] for s in scores) / 2
+        trial = optuna.trial.create_trial(
+            params=params,
+            distributions=space,
+            user_attrs=attrs,
+            state=state,
+            value=value if state.name == "COMPLETE" else None,
+            intermediate_values={300: value},
+        )
+        study.add_trial(trial)
+    (summary,) = summarize(storage, config)
+    assert summary.counts == {"complete": 10, "pruned": 2, "failed": 0, "interrupted": 0, "counted": 12}
+    assert summary.steps == 12 * 1200 and summary.best.number == 11 and summary.default.number == 0
+    assert set(summary.importances) == {"lr", "margin"}
+    text = render(tmp_path, config, [summary], [])
+    assert (
+        "| siamese | 10 | 2 | 0 | 0 | 14,400 | 120 | 0.5000 (0.5000, 0.5000) | 0.7200 (0.8300, 0.6100) | 11 |"
+        in text
+    )
+    row = next(
+        line
+        for line in text.split("## Parameter importances")[1].splitlines()
+        if line.startswith("| siamese |")
+    )
+    assert "lr 0." in row and "margin 0." in row
+    grid = tuned_grid(tmp_path, config, [summary])
+    assert grid.method_params == {"siamese": {"lr": 1e-4 * 23, "margin": 0.3 + 0.1 * 11}}
+    assert grid.params_source["siamese"].startswith(
+        f"tuned in {tmp_path}: trial 11 of 12, validation knn5 accuracy 0.7200"
+    )

@@ -64,7 +64,9 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
 def add_execution_arguments(parser: argparse.ArgumentParser, out_name: str, unit: str = "cells") -> None:
     """Where the output goes and where the work runs (``--out``, ``--resume``, device, threads,
     executor, jobs, Dask address). Shared by ``run`` and ``tune``."""
-    parser.add_argument("--out", metavar=out_name, help=f"output directory (default results/<dataset>-<timestamp>)")
+    parser.add_argument(
+        "--out", metavar=out_name, help="output directory (default results/<dataset>-<timestamp>)"
+    )
     parser.add_argument("--resume", action="store_true", help=f"continue {out_name}, keeping finished {unit}")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument(
@@ -103,7 +105,9 @@ def check_execution(args: argparse.Namespace) -> None:
         raise BenchError(f"--address is for --executor dask (got --executor {args.executor})")
 
 
-def grid_from_args(args: argparse.Namespace, default_schemes: tuple[str, ...] = DEFAULT_SCHEMES) -> GridConfig:
+def grid_from_args(
+    args: argparse.Namespace, default_schemes: tuple[str, ...] = DEFAULT_SCHEMES
+) -> GridConfig:
     """The grid the flags and ``--config`` describe (flags override the file), checked."""
     from bench.sampling.schemes import check_scheme
     from methods import get_method_class, list_methods
@@ -175,7 +179,9 @@ def _with_tuned_params(kw: dict[str, Any], tune_dir: Path) -> dict[str, Any]:
     from bench.tune.outputs import TUNED_FILE
 
     if not (tune_dir / TUNED_FILE).is_file():
-        raise BenchError(f"--params-from {tune_dir}: no {TUNED_FILE} there (run `bench tune --out {tune_dir}` first)")
+        raise BenchError(
+            f"--params-from {tune_dir}: no {TUNED_FILE} there (run `bench tune --out {tune_dir}` first)"
+        )
     tuned = load_grid_toml(tune_dir / TUNED_FILE)
     params = {m: dict(p) for m, p in kw.get("method_params", {}).items()}
     sources = dict(kw.get("params_source", {}))

@@ -11,8 +11,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli.run import add_execution_arguments, add_grid_arguments, check_data, check_execution, grid_from_args
-from bench.core.errors import BenchError
+from bench.cli.run import (
+    add_execution_arguments,
+    add_grid_arguments,
+    check_data,
+    check_execution,
+    grid_from_args,
+)
 from bench.grid.executors import ExecutorOptions
 from bench.tune.config import OBJECTIVES, TUNE_SCHEMES, TuneConfig, tune_seeds
 
@@ -20,7 +25,9 @@ from bench.tune.config import OBJECTIVES, TUNE_SCHEMES, TuneConfig, tune_seeds
 def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     """``run``'s grid and execution flags plus the tuning's own."""
     add_grid_arguments(parser)
-    parser.add_argument("--trials", type=int, default=30, help="trials per method, the same for each (default 30)")
+    parser.add_argument(
+        "--trials", type=int, default=30, help="trials per method, the same for each (default 30)"
+    )
     parser.add_argument(
         "--tune-seeds",
         type=int,
@@ -44,7 +51,11 @@ def tune_command(args: argparse.Namespace, console: Console) -> int:
     grid = grid_from_args(args, default_schemes=TUNE_SCHEMES)
     check_execution(args)
     config = TuneConfig(
-        grid=grid, trials=args.trials, seeds=tune_seeds(args.tune_seeds), objective=args.objective, sampler_seed=args.sampler_seed
+        grid=grid,
+        trials=args.trials,
+        seeds=tune_seeds(args.tune_seeds),
+        objective=args.objective,
+        sampler_seed=args.sampler_seed,
     )
     check_data(grid)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -70,20 +81,23 @@ def tune_command(args: argparse.Namespace, console: Console) -> int:
     try:
         tune(config, out, options, resume=args.resume, on_trial=on_trial)
     except KeyboardInterrupt:
-        console.print(f"interrupted: finished trials are in {out}; continue with the same command and --resume")
+        console.print(
+            f"interrupted: finished trials are in {out}; continue with the same command and --resume"
+        )
         _write_outputs(out, config, console)
         return 130
-    _write_outputs(out, config, console)
-    return 0
+    failed = _write_outputs(out, config, console)
+    return 1 if failed else 0
 
 
-def _write_outputs(out: Path, config: TuneConfig, console: Console) -> None:
+def _write_outputs(out: Path, config: TuneConfig, console: Console) -> int:
+    """Write tuning.md, tuned.toml and the plots; return how many trials failed."""
     from bench.tune.outputs import summarize, write_report, write_tuned
     from bench.tune.plots import write_plots
     from bench.tune.study import STUDY_FILE, open_storage
 
     if not (out / STUDY_FILE).is_file():
-        return
+        return 0
     summaries = summarize(open_storage(out / STUDY_FILE), config)
     plots = write_plots(out, summaries, config.direction, config.objective)
     report = write_report(out, config, summaries, plots)
@@ -102,6 +116,12 @@ def _write_outputs(out: Path, config: TuneConfig, console: Console) -> None:
             "–" if s.best is None else f"{s.best.value:.4f}",
         )
     console.print(table)
-    console.print(f"report: {report}" + (f"\ntuned:  {tuned}" if tuned else "\nno complete trial yet: no tuned.toml"))
-    if tuned is None and any(s.counts["counted"] for s in summaries):
-        raise BenchError("no trial completed; see the failed trials in " + str(report))
+    console.print(
+        f"report: {report}" + (f"\ntuned:  {tuned}" if tuned else "\nno complete trial yet: no tuned.toml")
+    )
+    failed = sum(s.counts["failed"] for s in summaries)
+    if failed:
+        console.print(
+            f"[red]{failed} trial(s) failed[/red]; their errors are in {out / STUDY_FILE} (trial attribute `note`)"
+        )
+    return failed

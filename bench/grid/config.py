@@ -130,7 +130,7 @@ class GridConfig:
             table = getattr(self, key)
             if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
                 raise BenchError(f"{key} must be a table of tables, one per name")
-        for name, params in self.method_params.items():
+        for params in self.method_params.values():
             method_budget(self.budget, params)  # a per-method lr must be a valid budget lr
         source = self.params_source
         if not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values()):
@@ -184,7 +184,9 @@ class GridConfig:
                         f"{k} = {_toml(v)}" for k, v in sorted(table.items())
                     ]
         if self.params_source:
-            lines += ["", "[params_source]"] + [f"{_toml(m)} = {_toml(v)}" for m, v in sorted(self.params_source.items())]
+            lines += ["", "[params_source]"] + [
+                f"{_toml(m)} = {_toml(v)}" for m, v in sorted(self.params_source.items())
+            ]
         return "\n".join(lines) + "\n"
 
 

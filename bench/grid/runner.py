@@ -134,7 +134,9 @@ def run_cell(
         seed_everything(cell.seed)
         method, budget = create_cell_method(cell)
         t0 = time.perf_counter()
-        method.fit(train, splits.val, plan=plan, budget=budget, seed=cell.seed, device=device, progress=on_step)
+        method.fit(
+            train, splits.val, plan=plan, budget=budget, seed=cell.seed, device=device, progress=on_step
+        )
         train_s = time.perf_counter() - t0
         result = evaluate(
             method,

@@ -74,7 +74,9 @@ def params_source_lines(records: Sequence[dict], cells: Cells) -> list[str]:
         return []
     sources: dict[str, set[str]] = defaultdict(set)
     for rec in records:
-        sources[cells.labels.get(rec["hash"], "?")].add(rec.get("params_source") or "defaults and method_params")
+        sources[cells.labels.get(rec["hash"], "?")].add(
+            rec.get("params_source") or "defaults and method_params"
+        )
     parts = [f"`{m}`: {cell_text('; '.join(sorted(sources[m])))}" for m in sorted(sources, key=method_key)]
     return ["- **Parameters from:** " + "; ".join(parts)]
 

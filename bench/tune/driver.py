@@ -118,7 +118,8 @@ def _run_dask(tasks: list[TrialTask], options: ExecutorOptions) -> Iterator[dict
     """The tasks on a Dask cluster: a local one (its workers open the journal on this machine),
     or the one at ``options.address``, whose workers reach the journal through the scheduler
     (optuna-integration's ``DaskStorage``)."""
-    from distributed import Client, as_completed as dask_completed
+    from distributed import Client
+    from distributed import as_completed as dask_completed
 
     from bench.grid.dask_executor import start_local_cluster
 

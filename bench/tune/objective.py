@@ -54,13 +54,21 @@ def validation_score(method: Any, train: ImageSet, val: ImageSet, config: TuneCo
         else:
             rule = grid.headline_rule
             c = train.num_classes
-            mean_emb = method.embed(mean_images(train.images, train.labels, c)) if rule == "mean_image" else None
+            mean_emb = (
+                method.embed(mean_images(train.images, train.labels, c)) if rule == "mean_image" else None
+            )
             head = method.predict_head(val.images) if rule == "head" else None
             preds = predict_rules(train_emb, train.labels, val_emb, mean_emb, c, head)
             if rule not in preds:
                 raise BenchError(f"headline rule {rule!r} does not apply to {method.name}")
             metrics = classification_metrics(
-                val.labels, preds[rule], val.classes, val.good_index, grid.cost_escape, grid.cost_overkill, grid.good_share
+                val.labels,
+                preds[rule],
+                val.classes,
+                val.good_index,
+                grid.cost_escape,
+                grid.cost_overkill,
+                grid.good_share,
             )
             cost = metrics.get("cost_per_1000") or {}
             value = metrics["accuracy"] if config.objective == "accuracy" else cost.get("production_mix")
@@ -93,7 +101,9 @@ def trial_cells(config: TuneConfig, method: str, params: dict[str, Any]) -> list
     return grid.cells()
 
 
-def run_trial(trial: Any, config: TuneConfig, method: str, params: dict[str, Any], device: str, run: TrialRun) -> float:
+def run_trial(
+    trial: Any, config: TuneConfig, method: str, params: dict[str, Any], device: str, run: TrialRun
+) -> float:
     """Fit and score every cell of the trial; return the mean validation score.
 
     After each probe and each fit, the running mean (finished fits plus the current probe) is

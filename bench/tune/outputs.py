@@ -51,7 +51,10 @@ def summarize(storage: Any, config: TuneConfig) -> list[MethodSummary]:
         importances: dict[str, float] = {}
         if len(complete) >= MIN_TRIALS_FOR_IMPORTANCE and len(complete[0].params) > 1:
             evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-            importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+            try:
+                importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+            except (RuntimeError, ValueError):  # e.g. no variance in the scores: nothing to attribute
+                importances = {}
         out.append(
             MethodSummary(
                 method=method,
@@ -125,7 +128,9 @@ def _scores(trial: FrozenTrial | None) -> str:
     return f"{trial.value:.4f} ({per_fit})"
 
 
-def render(out: Path, config: TuneConfig, summaries: list[MethodSummary], plots: list[tuple[str, str]]) -> str:
+def render(
+    out: Path, config: TuneConfig, summaries: list[MethodSummary], plots: list[tuple[str, str]]
+) -> str:
     """The markdown of ``tuning.md``."""
     grid = config.grid
     budget = {k: v for k, v in grid.budget.to_dict().items() if k != "lr"}
@@ -170,7 +175,9 @@ def render(out: Path, config: TuneConfig, summaries: list[MethodSummary], plots:
             "| method | importances |",
             "|---|---|",
         ]
-        lines += [f"| {s.method} | {', '.join(f'{k} {v:.2f}' for k, v in s.importances.items())} |" for s in rows]
+        lines += [
+            f"| {s.method} | {', '.join(f'{k} {v:.2f}' for k, v in s.importances.items())} |" for s in rows
+        ]
     else:
         lines.append(f"Not computed: fewer than {MIN_TRIALS_FOR_IMPORTANCE} complete trials per method.")
     if plots:
@@ -186,5 +193,7 @@ def render(out: Path, config: TuneConfig, summaries: list[MethodSummary], plots:
     return "\n".join(lines)
 
 
-def write_report(out: Path, config: TuneConfig, summaries: list[MethodSummary], plots: list[tuple[str, str]]) -> Path:
+def write_report(
+    out: Path, config: TuneConfig, summaries: list[MethodSummary], plots: list[tuple[str, str]]
+) -> Path:
     return write_text_atomic(out / REPORT_FILE, render(out, config, summaries, plots))

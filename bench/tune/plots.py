@@ -39,13 +39,18 @@ def _points(summary: MethodSummary, state: TrialState) -> list[tuple[int, float,
     return out
 
 
-def write_plots(out: Path, summaries: list[MethodSummary], direction: str, label: str) -> list[tuple[str, str]]:
+def write_plots(
+    out: Path, summaries: list[MethodSummary], direction: str, label: str
+) -> list[tuple[str, str]]:
     """Draw the optimization history and score-vs-lr plots; return (title, relative path) pairs."""
     shown = [s for s in summaries if s.trials]
     if not shown:
         return []
     links = []
-    for kind, title in (("history", "Optimization history"), ("lr", "Validation score against learning rate")):
+    for kind, title in (
+        ("history", "Optimization history"),
+        ("lr", "Validation score against learning rate"),
+    ):
         fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
         for ax, s in zip(axes[0], shown, strict=True):
             complete, pruned = _points(s, TrialState.COMPLETE), _points(s, TrialState.PRUNED)
@@ -53,7 +58,14 @@ def write_plots(out: Path, summaries: list[MethodSummary], direction: str, label
             if complete:
                 ax.scatter([p[x] for p in complete], [p[1] for p in complete], s=18, label="complete")
             if pruned:
-                ax.scatter([p[x] for p in pruned], [p[1] for p in pruned], s=18, marker="x", c="grey", label="pruned (last probe)")
+                ax.scatter(
+                    [p[x] for p in pruned],
+                    [p[1] for p in pruned],
+                    s=18,
+                    marker="x",
+                    c="grey",
+                    label="pruned (last probe)",
+                )
             if kind == "history" and complete:
                 ordered = sorted(complete)
                 best, line = None, []

@@ -101,11 +101,17 @@ def default_params(cls: type, config: TuneConfig, method: str) -> dict[str, Any]
     first trial of every study, so the tuned result is compared with the defaults."""
     recorder = _Names()
     suggest_params(cls, recorder, {})
-    defaults = {**cls().get_params(), LR_PARAM: config.grid.budget.lr, **config.grid.method_params.get(method, {})}
+    defaults = {
+        **cls().get_params(),
+        LR_PARAM: config.grid.budget.lr,
+        **config.grid.method_params.get(method, {}),
+    }
     return {name: defaults[name] for name in recorder.names if name in defaults}
 
 
-def prepare_studies(storage: optuna.storages.BaseStorage, config: TuneConfig, resume: bool, out: Path) -> None:
+def prepare_studies(
+    storage: optuna.storages.BaseStorage, config: TuneConfig, resume: bool, out: Path
+) -> None:
     """Create each method's study (its first trial: the defaults), or check the existing ones.
 
     Trials left running by an interrupted tuning are closed as failed and listed in the
@@ -119,12 +125,16 @@ def prepare_studies(storage: optuna.storages.BaseStorage, config: TuneConfig, re
 
     existing = {s.study_name: s for s in storage.get_all_studies()}
     if existing and not resume:
-        raise BenchError(f"{out} already holds a tuning study; pass --resume to continue it, or choose another --out")
+        raise BenchError(
+            f"{out} already holds a tuning study; pass --resume to continue it, or choose another --out"
+        )
     grid_hash = config.fingerprint_hash("")
     for name, summary in sorted(existing.items()):
         attrs = summary.user_attrs
         other_grid = attrs.get("grid_fingerprint") != grid_hash
-        if other_grid or (name in config.grid.methods and attrs.get("fingerprint") != config.fingerprint_hash(name)):
+        if other_grid or (
+            name in config.grid.methods and attrs.get("fingerprint") != config.fingerprint_hash(name)
+        ):
             raise BenchError(
                 f"{out} holds the tuning study of another grid (study {name!r}: {attrs.get('describe', '?')}); "
                 "choose another --out"
@@ -134,7 +144,9 @@ def prepare_studies(storage: optuna.storages.BaseStorage, config: TuneConfig, re
             study = optuna.load_study(study_name=method, storage=storage)
             stale = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
             if stale:
-                study.set_user_attr(INTERRUPTED, sorted(set(study.user_attrs.get(INTERRUPTED, [])) | set(stale)))
+                study.set_user_attr(
+                    INTERRUPTED, sorted(set(study.user_attrs.get(INTERRUPTED, [])) | set(stale))
+                )
                 for number in stale:
                     study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
             continue
@@ -142,8 +154,12 @@ def prepare_studies(storage: optuna.storages.BaseStorage, config: TuneConfig, re
         study.set_user_attr("grid_fingerprint", grid_hash)
         study.set_user_attr("fingerprint", config.fingerprint_hash(method))
         study.set_user_attr("settings", config.fingerprint(method))
-        study.set_user_attr("describe", f"{config.grid.dataset}, trunk {config.grid.trunk}, {config.describe()}")
-        study.enqueue_trial(default_params(get_method_class(method), config, method), user_attrs={"defaults": True})
+        study.set_user_attr(
+            "describe", f"{config.grid.dataset}, trunk {config.grid.trunk}, {config.describe()}"
+        )
+        study.enqueue_trial(
+            default_params(get_method_class(method), config, method), user_attrs={"defaults": True}
+        )
 
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:
@@ -207,14 +223,21 @@ def run_one_trial(task: TrialTask) -> dict[str, Any]:
     run = TrialRun()
     value, state, note, params = None, TrialState.COMPLETE, "", {}
     try:
-        params = suggest_params(get_method_class(task.method), trial, config.grid.method_params.get(task.method, {}))
+        params = suggest_params(
+            get_method_class(task.method), trial, config.grid.method_params.get(task.method, {})
+        )
         value = run_trial(trial, config, task.method, params, task.device, run)
     except Pruned as exc:
         state, note = TrialState.PRUNED, exc.reason
     except Exception as exc:  # a failing trial is recorded; the study goes on
         state, note = TrialState.FAIL, f"{type(exc).__name__}: {exc}"
         trial.set_user_attr("traceback", traceback.format_exc(limit=8))
-    for key, attr in (("params", params), ("scores", run.scores), ("steps", run.steps), ("train_s", round(run.train_s, 3))):
+    for key, attr in (
+        ("params", params),
+        ("scores", run.scores),
+        ("steps", run.steps),
+        ("train_s", round(run.train_s, 3)),
+    ):
         trial.set_user_attr(key, attr)
     if note:
         trial.set_user_attr("note", note)
