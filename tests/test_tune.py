@@ -343,3 +343,29 @@ def test_tuning_report_counts_trials_and_shows_per_fit_scores_and_importances(tm
     assert grid.params_source["siamese"].startswith(
         f"tuned in {tmp_path}: trial 11 of 12, validation knn5 accuracy 0.7200"
     )
+
+
+def test_the_pruner_judges_a_trials_current_score_not_its_best_so_far():
+    from bench.tune.pruner import RunningMedianPruner
+
+    study = optuna.create_study(
+        direction="maximize", pruner=RunningMedianPruner(n_startup_trials=5, n_warmup_steps=300)
+    )
+    for value in (0.90, 0.91, 0.92, 0.93, 0.94):
+        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={300: value, 600: value}))
+
+    def prunes(curve: dict[int, float]) -> bool:
+        trial = study.ask()
+        for step, value in curve.items():
+            trial.report(value, step)
+        decision = trial.should_prune()
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return decision
+
+    assert prunes({150: 0.99, 300: 0.99, 600: 0.80})  # started well, collapsed: stopped
+    assert not prunes({300: 0.95, 600: 0.93})  # above the median (0.92) now
+    assert not prunes({150: 0.10})  # still warming up
+    study_few = optuna.create_study(pruner=RunningMedianPruner(n_startup_trials=5))
+    trial = study_few.ask()
+    trial.report(0.0, 300)
+    assert not trial.should_prune()  # fewer than five complete trials

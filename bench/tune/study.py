@@ -63,9 +63,9 @@ def make_sampler(config: TuneConfig, method: str, slot: int) -> optuna.samplers.
 
 def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
     """Median pruning on the running validation score, from the middle of the first fit on."""
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=config.warmup_steps
-    )
+    from bench.tune.pruner import RunningMedianPruner
+
+    return RunningMedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=config.warmup_steps)
 
 
 class _Names:
