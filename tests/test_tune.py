@@ -352,7 +352,9 @@ def test_the_pruner_judges_a_trials_current_score_not_its_best_so_far():
         direction="maximize", pruner=RunningMedianPruner(n_startup_trials=5, n_warmup_steps=300)
     )
     for value in (0.90, 0.91, 0.92, 0.93, 0.94):
-        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={300: value, 600: value}))
+        study.add_trial(
+            optuna.trial.create_trial(value=value, intermediate_values={150: value, 300: value, 600: value})
+        )
 
     def prunes(curve: dict[int, float]) -> bool:
         trial = study.ask()
