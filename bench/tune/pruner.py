@@ -5,8 +5,9 @@ Optuna's ``MedianPruner`` compares a trial's *best* intermediate value so far wi
 median, which suits learning curves that only rise. These do not: a metric-learning run can
 score well early and collapse later (on the inspection set the siamese defaults went from
 0.78 at step 150 to 0.63 at the end), and judged by its best value such a trial is never
-stopped. Measured on a 10-trial siamese study, ``MedianPruner`` pruned none of the five
-trials it could have, though two ended below the median. This pruner judges the current value.
+stopped. In a 10-trial siamese study ``MedianPruner`` stopped none of the four trials it
+could judge, though one stood at 0.907 at the end of its first fit against a median of 0.913
+(it had been at 0.942). This pruner judges the current value, and would have stopped it.
 """
 
 from __future__ import annotations
