@@ -2,7 +2,7 @@
 same number of trials for every method (``python -m bench tune``).
 
 One concept per module: ``config`` (what a tuning is and its fingerprint), ``objective`` (one
-trial: fit, probe, score on validation only), ``study`` (Optuna storage, studies, one trial as a
-task), ``driver`` (trials on local, process or Dask workers), ``outputs`` (``tuned.toml``,
-``tuning.md``) and ``plots``.
+trial: fit, probe, score on validation only), ``pruner`` (when to stop a trial), ``study``
+(Optuna storage, studies, one trial as a task), ``driver`` (trials on local, process or Dask
+workers), ``outputs`` (``tuned.toml``, ``tuning.md``) and ``plots``.
 """
