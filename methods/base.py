@@ -19,7 +19,7 @@ from torch import nn
 
 from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet
-from bench.sampling.budget import LR_PARAM, Budget, suggest_lr
+from bench.sampling.budget import Budget
 from bench.sampling.plan import BalancePlan
 from methods.sampling import ClassIndex, plan_weight_table
 from methods.trunks import build_trunk, list_trunks
@@ -369,19 +369,6 @@ class EmbeddingMethod:
         """Class logits ``(n, C)`` for methods with a classification head; None otherwise."""
         self._check_fitted()
         return None
-
-    # ----------------------------------------------------------------- tuning
-
-    @classmethod
-    def search_space(cls, trial) -> dict:
-        """Hyperparameters for one ``bench tune`` trial, drawn from an Optuna ``trial``.
-
-        Returns method parameters by name (each suggested under that same name), plus ``lr``,
-        the budget's learning rate for this method (``bench.sampling.budget.LR_PARAM``). The
-        default tunes the learning rate alone; a method adds its own knobs with
-        ``{**super().search_space(trial), "margin": trial.suggest_float("margin", ...)}``.
-        """
-        return {LR_PARAM: suggest_lr(trial)}
 
 
 def per_tuple_reduce(losses: torch.Tensor, reduction: str) -> torch.Tensor:

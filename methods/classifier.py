@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.sampling.budget import Budget
+from bench.sampling.budget import LR_PARAM, Budget, suggest_lr
 from methods.base import Batch, EmbeddingMethod, StepLoss, check_positive
 from methods.registry import register_method
 
@@ -74,6 +74,6 @@ class Classifier(EmbeddingMethod):
     def search_space(cls, trial) -> dict:
         """The learning rate and the label smoothing (0 to 0.3; the default 0 inside)."""
         return {
-            **super().search_space(trial),
+            LR_PARAM: suggest_lr(trial),
             "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.3),
         }

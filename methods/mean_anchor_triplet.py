@@ -10,7 +10,7 @@ from torch import nn
 
 from bench.core.errors import BenchError
 from bench.datasets.image_set import class_means
-from bench.sampling.budget import Budget
+from bench.sampling.budget import LR_PARAM, Budget, suggest_lr
 from methods.base import Batch, EmbeddingMethod, StepLoss, check_choice, check_positive, per_tuple_reduce
 from methods.registry import register_method
 
@@ -149,4 +149,4 @@ class MeanAnchorTriplet(EmbeddingMethod):
     def search_space(cls, trial) -> dict:
         """The learning rate and the margin (log-uniform; squared distances of unit vectors lie
         in [0, 4]; the default 0.2 lies inside)."""
-        return {**super().search_space(trial), "margin": trial.suggest_float("margin", 0.02, 1.0, log=True)}
+        return {LR_PARAM: suggest_lr(trial), "margin": trial.suggest_float("margin", 0.02, 1.0, log=True)}

@@ -13,7 +13,7 @@ from pytorch_metric_learning.reducers import DoNothingReducer
 from torch import nn
 
 from bench.core.errors import BenchError
-from bench.sampling.budget import Budget
+from bench.sampling.budget import LR_PARAM, Budget, suggest_lr
 from methods.base import Batch, EmbeddingMethod, StepLoss, check_choice, check_positive, per_tuple_reduce
 from methods.registry import register_method
 
@@ -380,7 +380,7 @@ class MinedTriplet(EmbeddingMethod):
         """The learning rate, the margin (log-uniform, default 0.2 inside) and the miner, i.e.
         which triplets train: semi-hard, hard, all active, or the batch-hard one per anchor."""
         return {
-            **super().search_space(trial),
+            LR_PARAM: suggest_lr(trial),
             "margin": trial.suggest_float("margin", 0.02, 1.0, log=True),
             "miner": trial.suggest_categorical("miner", list(MINERS)),
         }

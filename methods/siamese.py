@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from bench.core.errors import BenchError
-from bench.sampling.budget import Budget
+from bench.sampling.budget import LR_PARAM, Budget, suggest_lr
 from methods.base import Batch, EmbeddingMethod, StepLoss, check_choice, check_positive, per_tuple_reduce
 from methods.registry import register_method
 
@@ -140,7 +140,7 @@ class Siamese(EmbeddingMethod):
         """The learning rate, both margins (distances of unit vectors lie in [0, 2]) and the
         share of positive pairs; the defaults (1.0, 0.0, 0.5) lie inside."""
         return {
-            **super().search_space(trial),
+            LR_PARAM: suggest_lr(trial),
             "margin": trial.suggest_float("margin", 0.3, 1.6),
             "pos_margin": trial.suggest_float("pos_margin", 0.0, 0.4),
             "pair_positive_share": trial.suggest_float("pair_positive_share", 0.2, 0.8),

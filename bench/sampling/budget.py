@@ -74,5 +74,15 @@ def method_budget(budget: Budget, params: dict) -> tuple[Budget, dict]:
 
 
 def suggest_lr(trial) -> float:
-    """The learning rate of an Optuna ``trial``, log-uniform over ``LR_SEARCH_RANGE``."""
+    """The learning rate of an Optuna ``trial``, log-uniform over ``LR_SEARCH_RANGE``.
+
+    A method declares its search space for ``bench tune`` as a classmethod next to its
+    hyperparameters, each suggested under its own name, the learning rate under ``lr``::
+
+        @classmethod
+        def search_space(cls, trial) -> dict:
+            return {LR_PARAM: suggest_lr(trial), "margin": trial.suggest_float("margin", 0.1, 1.0)}
+
+    A method without one is tuned on the learning rate alone.
+    """
     return trial.suggest_float(LR_PARAM, *LR_SEARCH_RANGE, log=True)
