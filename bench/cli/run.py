@@ -109,7 +109,7 @@ def grid_from_args(
     args: argparse.Namespace, default_schemes: tuple[str, ...] = DEFAULT_SCHEMES
 ) -> GridConfig:
     """The grid the flags and ``--config`` describe (flags override the file), checked."""
-    from bench.sampling.schemes import check_scheme
+    from bench.sampling.schemes import check_options, check_scheme
     from methods import get_method_class, list_methods
     from methods.trunks import list_trunks
 
@@ -164,6 +164,11 @@ def grid_from_args(
         get_method_class(name)
     for name in grid.schemes:
         check_scheme(name)
+    for name, options in sorted(grid.scheme_options.items()):
+        try:
+            check_options(name, options)
+        except BenchError as exc:
+            raise BenchError(f"scheme_options.{name}: {exc}") from None
     if grid.trunk not in list_trunks():
         raise unknown_name("trunk", grid.trunk, list_trunks())
     from bench.evaluation.rules import RULES

@@ -9,12 +9,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bench.core.canonical import canonical_json
 from bench.core.errors import BenchError
 from bench.sampling.budget import Budget, method_budget
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ class CellConfig:
     @property
     def hash(self) -> str:
         """16 hex digits of SHA-256 over the canonical JSON of the config."""
-        return hashlib.sha256(_canonical(self.to_dict()).encode()).hexdigest()[:16]
+        return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()[:16]
 
     @property
     def params_dict(self) -> dict[str, Any]:

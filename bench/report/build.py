@@ -16,7 +16,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from bench.core.atomic import write_text_atomic
-from bench.report.cells import PLOTS_DIR, REPORT_FILE, Cells, dig, load_records, study_key
+from bench.report.cells import (
+    PLOTS_DIR,
+    REPORT_FILE,
+    Cells,
+    canonical,
+    dig,
+    load_records,
+    study_config,
+    study_key,
+    variant_tags,
+)
 from bench.report.comparisons import answer_section, paired_section
 from bench.report.figures import plot_section, slug
 from bench.report.method_tables import method_sections
@@ -44,6 +54,20 @@ def _studies(records: Iterable[dict]) -> list[list[dict]]:
     return [sorted(groups[k], key=lambda r: r["hash"]) for k in sorted(groups)]
 
 
+def _titles(studies: Sequence[list[dict]]) -> list[str]:
+    """One heading per study; studies that the short title cannot tell apart get the settings
+    that differ between them appended (``· cost_escape=5.0``)."""
+    short = [_study_title(s[0]["config"]) for s in studies]
+    same: dict[str, list[dict]] = defaultdict(list)
+    for title, study in zip(short, studies, strict=True):
+        same[title].append(study_config(study[0]))
+    tags = {t: variant_tags(configs) for t, configs in same.items() if len(configs) > 1}
+    return [
+        f"{t} · {tags[t][canonical(study_config(s[0]))]}" if t in tags else t
+        for t, s in zip(short, studies, strict=True)
+    ]
+
+
 def render_report(records: Sequence[dict], plot_dir: Path) -> str:
     """The markdown of the report for ``records``; writes the plots into ``plot_dir``."""
     studies = _studies(records)
@@ -57,11 +81,10 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
     if not studies:
         return "\n".join([*out, "No records yet.", ""])
     used: set[str] = set()
-    for study in studies:
+    for study, title in zip(studies, _titles(studies), strict=True):
         cfg = study[0]["config"]
-        title = _study_title(cfg)
         prefix = slug(title)
-        while prefix in used:  # two studies that differ only in options the title omits
+        while prefix in used:  # titles that differ only in characters a file name drops
             prefix += "-b"
         used.add(prefix)
         cells = Cells(study)
@@ -76,7 +99,7 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
         out += method_sections(cells, rule)
         out += timing_section(cells)
         out += sampling_section(cells, good)
-        out += failed_section(study, cells.labels)
+        out += failed_section(study, cells)
     text = "\n".join(out)
     return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
 

@@ -1,36 +1,29 @@
-"""The records of a run as the report sees them: studies, method labels, and cells indexed by
-(method label, scheme) -> {seed: record}."""
+"""The records of a run as the report sees them: studies, labels, and cells indexed by
+(method label, scheme label) -> {seed: record}."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.core.canonical import canonical_json as canonical
 from bench.grid.store import latest_by_hash, read_records
 from bench.report.stats import summarize
+from bench.sampling.names import BASELINE_SCHEME, good_x_weight
 
 REPORT_FILE = "report.md"
 PLOTS_DIR = "plots"
 METHOD_ORDER = ("siamese", "mean-anchor-triplet", "mined-triplet", "classifier")
 REFERENCE_METHOD = "mean-anchor-triplet"
 REFERENCE_SCHEME = "good-x5"
-BASELINE_SCHEME = "uniform"
 ALPHA = 0.05
-_GOOD_K = re.compile(r"^good-x(\d+(?:\.\d+)?)$")
-STUDY_KEYS = (
-    "dataset",
-    "dataset_options",
-    "trunk",
-    "budget",
-    "headline_rule",
-    "cost_escape",
-    "cost_overkill",
-    "good_share",
-)
+#: The config fields that place a record inside a study: its method (with hyperparameters),
+#: scheme (with options) and seed. Every other field of a cell's config separates studies, so
+#: each field that enters a cell's hash either separates cells in the report or labels them.
+CELL_FIELDS = ("method", "params", "scheme", "scheme_options", "seed")
 
 
 # --------------------------------------------------------------------------- records
@@ -57,13 +50,13 @@ def is_ok(rec: dict) -> bool:
     return rec.get("status") == "ok" and isinstance(rec.get("metrics"), dict)
 
 
-def canonical(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def study_config(rec: dict) -> dict:
+    """What a record shares with every other record of its study: its config but the cell fields."""
+    return {k: v for k, v in rec["config"].items() if k not in CELL_FIELDS}
 
 
 def study_key(rec: dict) -> str:
-    cfg = rec["config"]
-    return canonical({k: cfg.get(k) for k in STUDY_KEYS})
+    return canonical(study_config(rec))
 
 
 def method_key(name: str) -> tuple:
@@ -75,50 +68,111 @@ def good_k(scheme: str) -> float | None:
     """K of a ``good-xK`` scheme (``uniform`` is K = 1), else None."""
     if scheme == BASELINE_SCHEME:
         return 1.0
-    match = _GOOD_K.match(scheme)
-    return float(match.group(1)) if match else None
+    return good_x_weight(scheme)
 
 
 def scheme_key(scheme: str) -> tuple:
-    """Reading order of schemes: uniform, natural, sqrt, good-xK by K, the rest alphabetical."""
+    """Reading order of schemes: uniform, natural, sqrt, good-xK by K, the rest alphabetical;
+    the variants of one scheme (``effective-number (beta=0.99)``) by their label."""
+    base = scheme.split(" ")[0]
     fixed = {"uniform": 0, "natural": 1, "sqrt": 2}
-    if scheme in fixed:
-        return (fixed[scheme], 0.0, scheme)
-    k = good_k(scheme)
+    if base in fixed:
+        return (fixed[base], 0.0, scheme)
+    k = good_k(base)
     if k is not None:
         return (3, k, scheme)
     return (4, 0.0, scheme)
 
 
-def method_labels(records: Sequence[dict]) -> dict[str, str]:
-    """A display label per record hash: the method name, plus a parameter tag where one
-    method ran with several hyperparameter sets in the same study."""
-    variants: dict[str, set[str]] = defaultdict(set)
+def flat(value: dict, prefix: str = "") -> dict[str, object]:
+    """Nested tables as one level of dotted keys: ``{"budget": {"lr": 0.1}}`` -> ``{"budget.lr": 0.1}``."""
+    out: dict[str, object] = {}
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            out.update(flat(item, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = item
+    return out
+
+
+def settings_text(value: dict) -> str:
+    """``k=v, k2=v2`` of a (flattened) table, keys sorted."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(flat(value).items()))
+
+
+def variant_tags(variants: Sequence[dict]) -> dict[str, str]:
+    """A short tag per distinct table (keyed by its canonical JSON): the ``k=v`` of the keys
+    whose values differ between the tables, ``defaults`` for a table that sets none of them.
+
+    Distinct tables always get distinct tags (values JSON-quoted where plain text would tie).
+    """
+    flats = {canonical(v): flat(v) for v in variants}
+    missing = object()
+    keys = sorted({k for f in flats.values() for k in f})
+    differing = [k for k in keys if len({canonical(f.get(k, missing)) for f in flats.values()}) > 1]
+
+    def tags(text) -> dict[str, str]:
+        return {
+            c: ", ".join(f"{k}={text(f[k])}" for k in differing if k in f) or "defaults"
+            for c, f in flats.items()
+        }
+
+    plain = tags(str)
+    return plain if len(set(plain.values())) == len(plain) else tags(canonical)
+
+
+def labels_by_hash(records: Sequence[dict], name_field: str, options_field: str) -> dict[str, str]:
+    """A display label per record hash: the name (method or scheme), plus a tag of its
+    ``options_field`` where one name ran with several settings in the same study."""
+    variants: dict[str, list[dict]] = defaultdict(list)
     for rec in records:
-        variants[rec["config"].get("method", "?")].add(canonical(rec["config"].get("params", {})))
+        variants[rec["config"].get(name_field, "?")].append(rec["config"].get(options_field) or {})
+    tags = {name: variant_tags(v) for name, v in variants.items() if len({canonical(x) for x in v}) > 1}
     labels = {}
     for rec in records:
-        method = rec["config"].get("method", "?")
-        if len(variants[method]) <= 1:
-            labels[rec["hash"]] = method
-            continue
-        params = rec["config"].get("params", {}) or {}
-        others = [json.loads(v) for v in variants[method]]
-        differing = sorted(k for k in params if any(o.get(k) != params.get(k) for o in others))
-        labels[rec["hash"]] = f"{method} ({', '.join(f'{k}={params[k]}' for k in differing)})"
+        name = rec["config"].get(name_field, "?")
+        options = canonical(rec["config"].get(options_field) or {})
+        labels[rec["hash"]] = f"{name} ({tags[name][options]})" if name in tags else name
     return labels
 
 
+def method_labels(records: Sequence[dict]) -> dict[str, str]:
+    """A display label per record hash: the method, tagged with the hyperparameters that differ
+    where one method ran with several sets in the same study."""
+    return labels_by_hash(records, "method", "params")
+
+
+def shared_settings(records: Sequence[dict], name_field: str, options_field: str) -> dict[str, dict]:
+    """Non-empty settings of each name that ran with one setting only (shown in the set-up; the
+    names with several settings carry them in their labels)."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for rec in records:
+        seen[rec["config"].get(name_field, "?")].add(canonical(rec["config"].get(options_field) or {}))
+    return {
+        name: json.loads(next(iter(v))) for name, v in sorted(seen.items()) if len(v) == 1 and v != {"{}"}
+    }
+
+
 class Cells:
-    """The ok records of one study indexed by (method label, scheme) -> {seed: record}."""
+    """The ok records of one study indexed by (method label, scheme label) -> {seed: record}.
+
+    Labels carry every cell field that varies in the study, so two records share a slot only
+    when their configs are equal; the later hash of such a pair is kept in ``duplicates``.
+    """
 
     def __init__(self, records: Sequence[dict]):
         self.labels = method_labels(records)
+        self.scheme_labels = labels_by_hash(records, "scheme", "scheme_options")
         self.by_cell: dict[tuple[str, str], dict[int, dict]] = defaultdict(dict)
-        for rec in records:
+        self.duplicates: list[str] = []
+        for rec in sorted(records, key=lambda r: r["hash"]):
             if is_ok(rec):
-                cfg = rec["config"]
-                self.by_cell[(self.labels[rec["hash"]], cfg.get("scheme", "?"))][cfg.get("seed", 0)] = rec
+                seeds = self.by_cell[(self.labels[rec["hash"]], self.scheme_labels[rec["hash"]])]
+                seed = rec["config"].get("seed", 0)
+                if seed in seeds:
+                    self.duplicates.append(rec["hash"])
+                else:
+                    seeds[seed] = rec
         self.methods = sorted({m for m, _ in self.by_cell}, key=method_key)
         self.schemes = sorted({s for _, s in self.by_cell}, key=scheme_key)
 

@@ -8,7 +8,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from bench.report import plots
-from bench.report.cells import Cells, canonical, dig, is_ok, method_key, scheme_key
+from bench.report.cells import (
+    Cells,
+    canonical,
+    dig,
+    is_ok,
+    method_key,
+    scheme_key,
+    settings_text,
+    shared_settings,
+)
 from bench.report.format import cell_text, mean_ci, num, table
 
 
@@ -37,6 +46,22 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
         f"schemes {', '.join(f'`{s}`' for s in cells.schemes) or '–'}",
     ]
     lines += params_source_lines(records, cells)
+    if cfg.get("dataset_options"):
+        lines.append(f"- **Dataset options:** {settings_text(cfg['dataset_options'])}")
+    for title, name_field, options_field in (
+        ("Method hyperparameters", "method", "params"),
+        ("Scheme options", "scheme", "scheme_options"),
+    ):
+        shared = shared_settings(records, name_field, options_field)
+        if shared:
+            lines.append(
+                f"- **{title}:** " + "; ".join(f"`{name}` {settings_text(v)}" for name, v in shared.items())
+            )
+    if cells.duplicates:
+        lines.append(
+            f"- **Not counted:** {len(cells.duplicates)} record(s) with the config of another under a"
+            f" different hash: {', '.join(f'`{h}`' for h in cells.duplicates)}"
+        )
     starts = sorted(r["started_at"] for r in records if r.get("started_at"))
     ends = sorted(r["finished_at"] for r in records if r.get("finished_at"))
     if starts and ends:
@@ -168,12 +193,13 @@ def sampling_section(cells: Cells, good: str | None) -> list[str]:
     ]
 
 
-def failed_section(records: Sequence[dict], labels: dict[str, str]) -> list[str]:
+def failed_section(records: Sequence[dict], cells: Cells) -> list[str]:
+    labels, schemes = cells.labels, cells.scheme_labels
     failed = sorted(
         (r for r in records if not is_ok(r)),
         key=lambda r: (
             method_key(labels.get(r["hash"], "?")),
-            scheme_key(r["config"].get("scheme", "?")),
+            scheme_key(schemes.get(r["hash"], "?")),
             r["config"].get("seed", 0),
             r["hash"],
         ),
@@ -181,7 +207,7 @@ def failed_section(records: Sequence[dict], labels: dict[str, str]) -> list[str]
     rows = [
         {
             "method": labels.get(r["hash"], r["config"].get("method", "?")),
-            "scheme": str(r["config"].get("scheme")),
+            "scheme": schemes.get(r["hash"], str(r["config"].get("scheme"))),
             "seed": str(r["config"].get("seed")),
             "hash": f"`{r['hash']}`",
             "error": cell_text(r.get("error") or f"status {r.get('status')!r} without metrics"),

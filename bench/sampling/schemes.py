@@ -7,20 +7,21 @@ A scheme is a function ``(counts, good_index, **options) -> BalancePlan``. Regis
 
 from __future__ import annotations
 
-import re
+import inspect
+import typing
 from collections.abc import Callable
 
 import torch
 
 from bench.core.errors import BenchError, unknown_name
 from bench.core.registry import Registry
+from bench.sampling.names import GOOD_X, good_x_weight
 from bench.sampling.plan import BalancePlan
 
 Scheme = Callable[..., BalancePlan]
 SCHEMES: Registry[Scheme] = Registry("scheme")
 #: Register a scheme function under ``name``; a duplicate name is an error.
 register_scheme = SCHEMES.register
-_GOOD_X = re.compile(r"^good-x(?P<k>\d+(?:\.\d+)?)$")
 
 #: The scheme set ``run --all`` uses.
 DEFAULT_SCHEMES: tuple[str, ...] = ("uniform", "natural", "sqrt", "good-x5", "effective-number")
@@ -36,7 +37,7 @@ def check_scheme(name: str) -> None:
     if name in SCHEMES:
         return
     if name.startswith("good-x") or name.startswith("good-"):
-        if not _GOOD_X.match(name) or float(_GOOD_X.match(name)["k"]) <= 0:
+        if not GOOD_X.match(name) or good_x_weight(name) <= 0:
             raise BenchError(
                 f"malformed scheme {name!r}: write good-xK with a positive number K, e.g. good-x5"
             )
@@ -50,21 +51,49 @@ def make_plan(
     """The plan scheme ``name`` gives for training class counts ``counts`` (shape (C,)).
 
     Raises:
-        BenchError: unknown or malformed scheme, or ``good-xK`` on data without a good class.
+        BenchError: unknown or malformed scheme, an option the scheme does not take or a value
+            of the wrong type (both named), or ``good-xK`` on data without a good class.
     """
-    check_scheme(name)
+    check_options(name, options)
     counts = torch.as_tensor(counts, dtype=torch.float64)
-    match = _GOOD_X.match(name)
-    if match:
-        plan = good_x(counts, good_index, k=float(match["k"]))
+    k = good_x_weight(name)
+    if k is not None:
+        plan = good_x(counts, good_index, k=k)
     else:
-        try:
-            plan = SCHEMES.get(name)(counts, good_index, **options)
-        except TypeError:
-            raise BenchError(
-                f"scheme {name!r} does not take option(s) {', '.join(sorted(options))}"
-            ) from None
+        plan = SCHEMES.get(name)(counts, good_index, **options)
     return BalancePlan(name, plan.start, classes, plan.end)
+
+
+def scheme_options(name: str) -> dict[str, type]:
+    """The options scheme ``name`` takes, with their types (``good-xK`` takes none)."""
+    check_scheme(name)
+    if good_x_weight(name) is not None:
+        return {}
+    fn = SCHEMES.get(name)
+    hints = typing.get_type_hints(fn)
+    params = list(inspect.signature(fn).parameters.values())[2:]  # after counts, good_index
+    return {p.name: hints.get(p.name, object) for p in params}
+
+
+def check_options(name: str, options: dict) -> None:
+    """BenchError unless every option is one scheme ``name`` takes, with a value of its type."""
+    accepted = scheme_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = ", ".join(f"{k} ({t.__name__})" for k, t in accepted.items()) or "no options"
+        raise BenchError(f"scheme {name!r} does not take option(s) {', '.join(unknown)}; it takes: {takes}")
+    for key, value in options.items():
+        expected = accepted[key]
+        # A float option takes any real number; bool is an int to Python but never a number here.
+        ok = expected is object or (
+            isinstance(value, int | float) and not isinstance(value, bool)
+            if expected is float
+            else isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+        )
+        if not ok:
+            raise BenchError(
+                f"scheme {name!r} option {key} must be a {expected.__name__} (got {value!r}, a {type(value).__name__})"
+            )
 
 
 def _normalized(w: torch.Tensor) -> torch.Tensor:
