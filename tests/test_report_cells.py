@@ -114,3 +114,13 @@ def test_a_record_under_a_second_hash_of_the_same_config_is_named_not_silently_d
     )
     (row,) = table_rows(text, "### Headline: method x scheme")
     assert row["accuracy %"] == "50.0 ± 0.0" and row["seeds"] == "3"
+
+
+def test_variants_whose_values_print_alike_still_get_distinct_labels(tmp_path):
+    records = [
+        record("classifier", "uniform", s, accuracy=acc, params={"k": k})
+        for k, acc in ((1, 0.25), ("1", 0.75))
+        for s in SEEDS
+    ]
+    rows = {m: r["accuracy %"] for (_, m, _), r in _headline(render_report(records, tmp_path)).items()}
+    assert rows == {"classifier (k=1)": "25.0 ± 0.0", 'classifier (k="1")': "75.0 ± 0.0"}

@@ -1,5 +1,7 @@
 """Sampling-balance schemes map class counts to the weights their papers define."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -76,3 +78,54 @@ def test_good_xk_needs_a_good_class():
 def test_default_set_is_registered():
     names = list_schemes()
     assert all(s in names or s.startswith("good-x") for s in DEFAULT_SCHEMES)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        (
+            "effective-number",
+            {"beta": "0.99"},
+            "scheme 'effective-number' option beta must be a float (got '0.99', a str)",
+        ),
+        ("effective-number", {"beta": True}, "option beta must be a float (got True, a bool)"),
+        ("effective-number", {"gamma": 0.5}, "does not take option(s) gamma; it takes: beta (float)"),
+        ("uniform", {"beta": 0.5}, "scheme 'uniform' does not take option(s) beta; it takes: no options"),
+        ("good-x5", {"beta": 0.5}, "scheme 'good-x5' does not take option(s) beta; it takes: no options"),
+    ],
+)
+def test_bad_scheme_options_name_the_option_the_value_and_the_type(name, options, message):
+    with pytest.raises(BenchError) as err:
+        plan(name, **options)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_whole_number_is_a_valid_float_option():
+    assert torch.allclose(plan("effective-number", beta=0).weights_at(), plan("uniform").weights_at())
+
+
+def test_bad_scheme_options_in_a_config_file_exit_2_with_one_line(tmp_path):
+    """Through the real CLI, in one subprocess: an option good-xK does not take, a string beta,
+    and an unknown scheme name each give exit 2 and one line on stderr."""
+    import subprocess
+    import sys
+
+    cases = {
+        '[scheme_options."good-x5"]\nbeta = 0.5\n': "scheme_options.good-x5: scheme 'good-x5' does not take option(s) beta",
+        '[scheme_options."effective-number"]\nbeta = "0.99"\n': "option beta must be a float (got '0.99', a str)",
+        '[scheme_options."effective-numbr"]\nbeta = 0.9\n': "unknown scheme 'effective-numbr' (did you mean 'effective-number'?)",
+    }
+    paths = []
+    for n, toml in enumerate(cases):
+        paths.append(str(tmp_path / f"{n}.toml"))
+        Path(paths[-1]).write_text(toml)
+    script = (
+        "import sys\nfrom bench.cli import main\n"
+        "print([main(['run', '--all', '--config', p, '--dry-run']) for p in sys.argv[1:]])"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip() == "[2, 2, 2]", proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 3 and "Traceback" not in proc.stderr
+    for line, message in zip(lines, cases.values(), strict=True):
+        assert line.startswith("error: ") and message in line
