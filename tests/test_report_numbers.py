@@ -1,0 +1,171 @@
+"""The numbers in the report: records with known values give table cells, intervals, paired
+differences, p-values and verdicts that scipy computes independently.
+
+The expected values come from the documented formulas (``expected_interval``: the 95% Student-t
+interval over seeds; ``expected_paired``: ``scipy.stats.ttest_rel`` on scheme minus uniform), so a
+deliberate change of formula changes one helper here, not every assertion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers_records import record, table_rows
+from scipy import stats
+
+from bench.report import render_report
+
+SEEDS = (0, 1, 2, 3, 4)
+ACCURACY = {
+    "uniform": [0.91, 0.93, 0.90, 0.95, 0.92],
+    "good-x5": [0.89, 0.94, 0.86, 0.93, 0.90],
+}
+ESCAPE_UNIFORM = [0.10, 0.12, 0.08, 0.11, 0.09]
+# good-x5 minus uniform, per seed: a consistent fall (p < 0.001), a consistent rise, noise
+# around zero (p = 0.93), and a fall that is not significant (p = 0.20: a multiple-comparison
+# adjustment can only raise it, so it stays not significant).
+SHIFTS = {
+    "lowers": [-0.050, -0.052, -0.049, -0.051, -0.048],
+    "raises": [0.050, 0.052, 0.049, 0.051, 0.048],
+    "noise": [0.05, -0.04, 0.03, -0.06, 0.01],
+    "weak": [-0.03, 0.01, 0.005, -0.02, -0.04],
+}
+OVERKILL = {"uniform": [0.02, 0.03, 0.01, 0.02, 0.04], "good-x5": [0.04, 0.03, 0.05, 0.02, 0.06]}
+
+
+def expected_interval(values) -> tuple[float, float, float]:
+    """(mean, low, high) of the 95% Student-t interval, values in %."""
+    x = 100 * np.asarray(values, float)
+    low, high = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    return float(x.mean()), float(low), float(high)
+
+
+def expected_paired(a, b) -> tuple[float, float, float, float]:
+    """(mean difference, low, high, p) of a - b in percentage points, paired by seed."""
+    mean, low, high = expected_interval(np.subtract(a, b))
+    return mean, low, high, float(stats.ttest_rel(a, b).pvalue)
+
+
+def mean_pm(values, digits: int = 1) -> str:
+    mean, low, high = expected_interval(values)
+    return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+
+
+def p_text(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def escapes(shift: str) -> dict[str, list[float]]:
+    return {
+        "uniform": ESCAPE_UNIFORM,
+        "good-x5": [u + d for u, d in zip(ESCAPE_UNIFORM, SHIFTS[shift], strict=True)],
+    }
+
+
+def build(shift: str, tmp_path) -> str:
+    esc = escapes(shift)
+    records = [
+        record(
+            "mean-anchor-triplet",
+            scheme,
+            seed,
+            accuracy=ACCURACY[scheme][i],
+            escape=esc[scheme][i],
+            overkill=OVERKILL[scheme][i],
+        )
+        for scheme in ("uniform", "good-x5")
+        for i, seed in enumerate(SEEDS)
+    ]
+    return render_report(records, tmp_path)
+
+
+def test_headline_cells_are_means_with_t_interval_half_widths(tmp_path):
+    text = build("lowers", tmp_path)
+    rows = {r["scheme"]: r for r in table_rows(text, "### Headline: method x scheme")}
+    assert set(rows) == {"uniform", "good-x5"}
+    esc = escapes("lowers")
+    for scheme, row in rows.items():
+        assert row["method"] == "mean-anchor-triplet" and row["seeds"] == "5"
+        assert row["accuracy %"] == mean_pm(ACCURACY[scheme])
+        assert row["escape %"] == mean_pm(esc[scheme])
+        assert row["overkill %"] == mean_pm(OVERKILL[scheme])
+        cost = [
+            1000 * (0.5 * e * 10 + 0.5 * o) / 100 for e, o in zip(esc[scheme], OVERKILL[scheme], strict=True)
+        ]
+        assert row["cost / 1000 (test mix)"] == mean_pm(cost, digits=2)
+    # Worked by hand, not by the helper: sd 1.924, t(0.975, 4 df) = 2.776, half-width 2.776 x 1.924 / 5^0.5.
+    assert rows["uniform"]["accuracy %"] == "92.2 ± 2.4"
+
+
+@pytest.mark.parametrize("shift", sorted(SHIFTS))
+def test_paired_table_is_scheme_minus_uniform_with_ttest_rel(shift, tmp_path):
+    text = build(shift, tmp_path)
+    (row,) = table_rows(text, "### Paired comparisons against uniform")
+    esc = escapes(shift)
+    d, low, high, p = expected_paired(esc["good-x5"], esc["uniform"])
+    assert (row["method"], row["scheme"], row["paired seeds"]) == ("mean-anchor-triplet", "good-x5", "5")
+    assert row["Δ escape pp"] == f"{d:.2f}"
+    assert row["escape 95% CI"] == f"{low:.2f} to {high:.2f}"
+    assert row["escape p"] == p_text(p)
+    d, low, high, p = expected_paired(ACCURACY["good-x5"], ACCURACY["uniform"])
+    assert row["Δ accuracy pp"] == f"{d:.2f}" == "-1.80"
+    assert row["accuracy 95% CI"] == f"{low:.2f} to {high:.2f}"
+    assert row["accuracy p"] == p_text(p)
+
+
+VERDICTS = {
+    "lowers": "is supported: good-x5 lowers escapes significantly at 0.05",
+    "raises": "is contradicted: good-x5 raises escapes significantly at 0.05",
+    "noise": "is not confirmed: the difference is not significant at 0.05, so the evidence is weak",
+    "weak": "is not confirmed: the difference is not significant at 0.05, so the evidence is weak",
+}
+
+
+@pytest.mark.parametrize("shift", sorted(SHIFTS))
+def test_the_verdict_on_the_reference_diagnosis_follows_the_paired_test(shift, tmp_path):
+    text = build(shift, tmp_path)
+    esc = escapes(shift)
+    d, low, high, p = expected_paired(esc["good-x5"], esc["uniform"])
+    assert p < 0.001 if shift in ("lowers", "raises") else 0.15 < p  # far from 0.05
+    (line,) = [x for x in text.splitlines() if x.startswith("**The reference's diagnosis")]
+    assert line.startswith(f"**The reference's diagnosis for `mean-anchor-triplet`** {VERDICTS[shift]}.")
+    assert (
+        f"Paired over 5 seeds, good-x5 minus uniform: escape {d:.1f} pp (CI {low:.1f} to {high:.1f}, p = {p_text(p)})"
+        in line
+    )
+    d, low, high, p = expected_paired(OVERKILL["good-x5"], OVERKILL["uniform"])
+    assert f"overkill {d:.1f} pp (CI {low:.1f} to {high:.1f}, p = {p_text(p)})" in line
+
+
+def test_the_best_scheme_answer_names_the_winner_its_interval_and_the_paired_test(tmp_path):
+    text = build("lowers", tmp_path)
+    esc = escapes("lowers")
+    (line,) = [x for x in text.splitlines() if x.startswith("- **mean-anchor-triplet**")]
+    mean, low, high = expected_interval(esc["good-x5"])
+    assert (
+        f"the lowest mean escape rate is under `good-x5`: {mean:.1f}% (95% CI {low:.1f} to {high:.1f}, n = 5)."
+        in line
+    )
+    mean, low, high = expected_interval(esc["uniform"])
+    assert (
+        f"Its interval lies clear of the runner-up `uniform` ({mean:.1f}%, CI {low:.1f} to {high:.1f})."
+        in line
+    )
+    d, low, high, p = expected_paired(esc["good-x5"], esc["uniform"])
+    assert (
+        f"the paired difference is {d:.1f} pp (CI {low:.1f} to {high:.1f}, p = {p_text(p)}, n = 5): significant at 0.05."
+        in line
+    )
+
+
+def test_overlapping_intervals_are_called_weak_evidence(tmp_path):
+    text = build("noise", tmp_path)
+    esc = escapes("noise")
+    (line,) = [x for x in text.splitlines() if x.startswith("- **mean-anchor-triplet**")]
+    best, runner = sorted(esc, key=lambda s: np.mean(esc[s]))
+    mean, low, high = expected_interval(esc[runner])
+    assert f"under `{best}`" in line
+    assert (
+        f"Its interval overlaps that of `{runner}` ({mean:.1f}%, CI {low:.1f} to {high:.1f}), so the evidence for a winner is weak."
+        in line
+    )
