@@ -124,3 +124,13 @@ def test_variants_whose_values_print_alike_still_get_distinct_labels(tmp_path):
     ]
     rows = {m: r["accuracy %"] for (_, m, _), r in _headline(render_report(records, tmp_path)).items()}
     assert rows == {"classifier (k=1)": "25.0 ± 0.0", 'classifier (k="1")': "75.0 ± 0.0"}
+
+
+def test_data_file_fingerprints_are_shown_and_a_change_during_the_run_is_named(tmp_path):
+    records = [record("classifier", "uniform", s, accuracy=0.5) for s in SEEDS]
+    for rec, fingerprint in zip(records, ("aaaa", "aaaa", "bbbb"), strict=True):
+        rec["dataset"]["fingerprint"] = fingerprint
+    text = render_report(records, tmp_path)
+    assert "- **Data files:** 2 fingerprints, the files changed during the run: `aaaa`, `bbbb`" in text
+    text = render_report(records[:2], tmp_path)
+    assert "- **Data files:** fingerprint `aaaa` (paths, sizes and modification times)" in text

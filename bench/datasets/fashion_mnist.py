@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bench.core.errors import BenchError
+from bench.datasets.fingerprint import register_source_files
 from bench.datasets.idx import read_idx
 from bench.datasets.image_set import ImageSet
 from bench.datasets.registry import register_dataset
@@ -62,6 +63,13 @@ def find_fashion_mnist(data_dir: str | Path | None = None) -> dict[str, Path] | 
         if all(found.values()):
             return found  # type: ignore[return-value]
     return None
+
+
+@register_source_files("fashion-mnist")
+def fashion_mnist_files(data_dir: str | Path | None = None) -> list[Path] | None:
+    """The four IDX files the loader would read with these options, or None when missing."""
+    files = find_fashion_mnist(data_dir)
+    return None if files is None else list(files.values())
 
 
 def _missing_error(data_dir: str | Path | None) -> BenchError:

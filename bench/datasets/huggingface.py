@@ -78,7 +78,8 @@ def load_hf(
     return check_image_set(choose_good(data, good))
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_path(spec: str) -> bool:
+    """Whether ``spec`` names a local file or directory rather than a hub dataset."""
     return spec.startswith(("/", "./", "../", "~")) or spec.endswith(".parquet") or Path(spec).exists()
 
 
@@ -88,7 +89,7 @@ def _open(spec: str, split: str | None, cache_dir: str | None) -> Any:
 
     path = Path(spec).expanduser()
     try:
-        if _looks_like_path(spec):
+        if looks_like_path(spec):
             if not path.exists():
                 raise BenchError(f"hf:{spec}: no such file or directory; check the path")
             if path.is_file():

@@ -21,6 +21,8 @@ class ImageSet:
         source: where the data came from, for reports.
         index: int64 tensor (n,), each image's position in the full dataset it was cut
             from; splits keep it so tests can prove no image sits in two splits.
+        fingerprint: digest of the files the images were read from (paths, sizes, modification
+            times; ``bench.datasets.fingerprint``), or None for data generated in memory.
     """
 
     images: torch.Tensor
@@ -30,6 +32,7 @@ class ImageSet:
     name: str
     source: str = ""
     index: torch.Tensor = field(default=None)  # type: ignore[assignment]
+    fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         if self.index is None:
@@ -64,6 +67,7 @@ class ImageSet:
             name=self.name,
             source=self.source,
             index=self.index[positions],
+            fingerprint=self.fingerprint,
         )
 
 

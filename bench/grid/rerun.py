@@ -64,14 +64,20 @@ def rerun(
             f"record {record['hash']} does not match its own config (hash {cell.hash}); was it edited?"
         )
     fresh = run_cell(cell, device=device, threads=threads)
+    before, after = (r.get("dataset", {}).get("fingerprint") for r in (record, fresh))
+    changed = (
+        [f"dataset.fingerprint: recorded {before}, rerun {after} (the data files changed since)"]
+        if before and after and before != after
+        else []
+    )
     if fresh["status"] != "ok" or record["status"] != "ok":
         diffs = (
             []
             if fresh["status"] == record["status"]
             else [f"status: recorded {record['status']!r}, rerun {fresh['status']!r} ({fresh.get('error')})"]
         )
-        return record, fresh, diffs
-    diffs = metric_differences(record.get("metrics"), fresh.get("metrics"))
+        return record, fresh, changed + diffs
+    diffs = changed + metric_differences(record.get("metrics"), fresh.get("metrics"))
     diffs += metric_differences(
         record.get("metrics_by_rule"), fresh.get("metrics_by_rule"), "metrics_by_rule"
     )

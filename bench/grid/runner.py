@@ -20,9 +20,9 @@ import torch
 
 from bench.core.environment import environment, peak_rss_mb
 from bench.core.errors import BenchError
-from bench.datasets import ImageSet, Splits, load_dataset, split_dataset
-from bench.datasets.split import choose_good, reshape_imbalance
+from bench.datasets import Splits, split_dataset
 from bench.grid.config import CellConfig
+from bench.grid.data_cache import cached_dataset
 from bench.grid.store import SCHEMA_VERSION
 from bench.sampling.budget import LR_PARAM, Budget, method_budget
 from bench.sampling.plan import BalancePlan
@@ -30,28 +30,12 @@ from bench.sampling.schemes import make_plan
 
 StepCallback = Callable[[int, int], None]
 
-# Options the runner applies after loading (any dataset), not passed to the source's loader.
-RESHAPE_OPTIONS = ("good_per_defect", "good")
-
-_DATASETS: dict[tuple, ImageSet] = {}
-_SPLITS: dict[tuple, Splits] = {}
-
 
 def prepare_data(dataset: str, options: dict[str, Any], seed: int) -> Splits:
-    """The split for ``seed`` of ``dataset`` (loaded once per process and cached)."""
-    key = (dataset, tuple(sorted(options.items())))
-    if key not in _DATASETS:
-        loader_options = {k: v for k, v in options.items() if k not in RESHAPE_OPTIONS}
-        data = load_dataset(dataset, **loader_options)
-        if options.get("good_per_defect") is not None:
-            data = reshape_imbalance(data, float(options["good_per_defect"]), good=options.get("good"))
-        elif options.get("good") is not None:
-            data = choose_good(data, options["good"])
-        _DATASETS[key] = data
-    split_key = (key, seed)
-    if split_key not in _SPLITS:
-        _SPLITS[split_key] = split_dataset(_DATASETS[key], seed=seed)
-    return _SPLITS[split_key]
+    """The split for ``seed`` of ``dataset``, as new tensors on every call: the loaded dataset is
+    cached per process (bounded, keyed by its files' fingerprint: ``bench.grid.data_cache``),
+    and nothing a cell does to its split can reach that cache."""
+    return split_dataset(cached_dataset(dataset, options), seed=seed)
 
 
 def prepare_cell(cell: CellConfig) -> tuple[Splits, BalancePlan]:
@@ -130,6 +114,8 @@ def run_cell(
             "counts": splits.counts_by_code(),
             "source": train.source,
         }
+        if train.fingerprint:
+            record["dataset"]["fingerprint"] = train.fingerprint
         record["plan"] = plan.to_dict()
         seed_everything(cell.seed)
         method, budget = create_cell_method(cell)

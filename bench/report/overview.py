@@ -57,6 +57,14 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
             lines.append(
                 f"- **{title}:** " + "; ".join(f"`{name}` {settings_text(v)}" for name, v in shared.items())
             )
+    prints = sorted({dig(r, "dataset", "fingerprint") for r in ok if dig(r, "dataset", "fingerprint")})
+    if len(prints) == 1:
+        lines.append(f"- **Data files:** fingerprint `{prints[0]}` (paths, sizes and modification times)")
+    elif prints:
+        lines.append(
+            f"- **Data files:** {len(prints)} fingerprints, the files changed during the run:"
+            f" {', '.join(f'`{p}`' for p in prints)}"
+        )
     if cells.duplicates:
         lines.append(
             f"- **Not counted:** {len(cells.duplicates)} record(s) with the config of another under a"
