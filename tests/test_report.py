@@ -47,7 +47,7 @@ def test_report_has_every_section(built):
     ):
         assert heading in text
     assert "| method" in text and "accuracy %" in text and "escape %" in text
-    assert "train images/s" in text and "peak MB" in text
+    assert "train images/s" in text and "peak MB" not in text  # the fixture's peak is a lifetime one
     assert "RuntimeError: loss is NaN at step 412" in text  # the failed cell's error
     assert "mean-anchor-triplet" in text and "good-x5" in text
     assert "NaN" not in text.replace("loss is NaN", "")

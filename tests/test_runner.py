@@ -35,7 +35,7 @@ def test_run_all_quick_writes_every_cell_and_a_report(tmp_path):
     r = records[0]
     for key in ("schema_version", "hash", "config", "metrics", "timing", "sampling", "env"):
         assert key in r
-    assert set(r["timing"]) >= {"train_s", "train_images_per_s", "embed_images_per_s", "peak_rss_mb"}
+    assert set(r["timing"]) >= {"train_s", "train_images_per_s", "embed_images_per_s", "fit_eval_peak_rss_mb"}
     assert r["sampling"]["anchor_counts"].keys() == set(r["dataset"]["classes"])
     assert (out / "report.md").exists() and (out / "config.toml").exists()
     assert "accuracy" in proc.stdout  # the closing method x scheme table

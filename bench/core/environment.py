@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import platform
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -41,9 +40,3 @@ def environment(device: str) -> dict:
         "threads": torch.get_num_threads(),
         "git_commit": git_commit(),
     }
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kib / 1024.0, 1)

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.core.environment import environment, peak_rss_mb
+from bench.core.environment import environment
 from bench.core.errors import BenchError
+from bench.core.memory import PeakMemory
 from bench.datasets import Splits, split_dataset
 from bench.grid.config import CellConfig
 from bench.grid.data_cache import cached_dataset
@@ -116,6 +117,7 @@ def run_cell(
         }
         if train.fingerprint:
             record["dataset"]["fingerprint"] = train.fingerprint
+        memory = PeakMemory(device).start()  # what fit and evaluate add; not the data
         record["plan"] = plan.to_dict()
         seed_everything(cell.seed)
         method, budget = create_cell_method(cell)
@@ -147,9 +149,11 @@ def run_cell(
                 "train_images_per_s": round(sampling.get("images_seen", 0) / max(train_s, 1e-9), 1),
                 "embed_images_per_s": round(result["embed_images_per_s"], 1),
                 "eval_s": round(result["eval_s"], 4),
-                "peak_rss_mb": peak_rss_mb(),
+                "fit_eval_peak_rss_mb": memory.peak_mb(),
             },
         )
+        if memory.cuda_peak_mb() is not None:
+            record["timing"]["fit_eval_peak_cuda_mb"] = memory.cuda_peak_mb()
     except KeyboardInterrupt:
         raise
     except BenchError as exc:

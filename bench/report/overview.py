@@ -143,19 +143,43 @@ def headline_section(cells: Cells, rule: str) -> list[str]:
     ]
 
 
+#: Memory columns, shown when a record carries them. Records made before they existed carry a
+#: ``peak_rss_mb`` that was the worker process's lifetime peak, the same for every cell of a
+#: worker; it is not shown.
+MEMORY_COLUMNS = (
+    (
+        "fit + eval peak MB",
+        "fit_eval_peak_rss_mb",
+        "the most resident memory training and evaluation added above the process's level when"
+        " they started (Linux's high-water mark, reset for each cell after freed heap memory is"
+        " returned to the system; the dataset and the cell's split are not in it).",
+    ),
+    ("GPU peak MB", "fit_eval_peak_cuda_mb", "the CUDA allocator's peak over training and evaluation."),
+)
+
+
 def timing_section(cells: Cells) -> list[str]:
-    cols = (
+    cols = [
         ("train s", "train_s", 1),
         ("train images/s", "train_images_per_s", 0),
         ("embedding images/s", "embed_images_per_s", 0),
         ("eval s", "eval_s", 1),
-        ("peak MB", "peak_rss_mb", 0),
-    )
+    ]
+    recorded = {
+        k for seeds in cells.by_cell.values() for rec in seeds.values() for k in rec.get("timing") or {}
+    }
+    memory = [(c, k, text) for c, k, text in MEMORY_COLUMNS if k in recorded]
     rows = [
-        {"method": m, "scheme": s, **{c: mean_ci(cells.summary(m, s, "timing", k), d) for c, k, d in cols}}
+        {
+            "method": m,
+            "scheme": s,
+            **{c: mean_ci(cells.summary(m, s, "timing", k), d) for c, k, d in cols},
+            **{c: mean_ci(cells.summary(m, s, "timing", k), 0) for c, k, _ in memory},
+        }
         for m, s in cells.cells()
     ]
-    return ["### Timing", "", "Mean ± 95% half-width over seeds.", "", table(rows)]
+    legend = " ".join(["Mean ± 95% half-width over seeds.", *(f"{c}: {text}" for c, _, text in memory)])
+    return ["### Timing", "", legend, "", table(rows)]
 
 
 def sampling_section(cells: Cells, good: str | None) -> list[str]:
