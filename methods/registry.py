@@ -1,12 +1,15 @@
 """The method registry: ``@register_method("name")``, ``list_methods``, ``create_method``.
 
 Third-party packages add methods through the ``bench.methods`` entry-point group: each entry
-point names a module (or callable) whose import registers its methods.
+point names a module (or callable) whose import registers its methods. A plug-in that fails to
+load (an import error, a name already taken) is skipped with one warning line naming it; the
+others still load.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TypeVar
@@ -18,6 +21,8 @@ T = TypeVar("T", bound=type)
 
 METHODS: Registry[type] = Registry("method")
 _plugins_loaded = False
+# Unconfigured, Python prints a warning as its bare message on stderr: one line per broken plug-in.
+logger = logging.getLogger(__name__)
 
 
 def register_method(name: str) -> Callable[[T], T]:
@@ -43,9 +48,18 @@ def _load_plugins() -> None:
     import methods  # noqa: F401  (registers the built-in methods)
 
     for ep in entry_points(group="bench.methods"):
-        loaded = ep.load()
-        if callable(loaded) and not isinstance(loaded, type):
-            loaded()
+        try:
+            loaded = ep.load()
+            if callable(loaded) and not isinstance(loaded, type):
+                loaded()
+        except Exception as exc:  # a broken plug-in must not take the others (or the run) down
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            logger.warning(
+                "warning: method plug-in %r (%s) could not be loaded and was skipped: %s",
+                ep.name,
+                ep.value,
+                reason,
+            )
 
 
 def list_methods(pattern: str = "*") -> list[str]:

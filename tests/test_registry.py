@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -89,6 +94,42 @@ def test_third_party_methods_load_from_entry_points(scratch_registry, monkeypatc
     monkeypatch.setattr(registry, "_plugins_loaded", False)
     assert "plugin-method" in list_methods()
     assert seen_groups == ["bench.methods"]
+
+
+def test_a_broken_plug_in_is_one_line_and_the_others_still_load(tmp_path):
+    """A real entry point (a dist-info on the path) whose module fails to import, listed before
+    a working one: ``bench list methods`` names the broken one in one line and lists the other."""
+    dist = tmp_path / "bench_plugins-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-plugins\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[bench.methods]\nbroken = broken_plugin\ngood = good_plugin:register\n"
+    )
+    (tmp_path / "broken_plugin.py").write_text("import no_such_module_for_bench\n")
+    (tmp_path / "good_plugin.py").write_text(
+        "from methods import register_method\n"
+        "from methods.base import EmbeddingMethod\n\n\n"
+        "def register():\n"
+        "    @register_method('plugin-method')\n"
+        "    class Plugin(EmbeddingMethod):\n"
+        "        'A plug-in that loads.'\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]), "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "list", "methods"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "warning: method plug-in 'broken' (broken_plugin) could not be loaded and was skipped:"
+        " ModuleNotFoundError: No module named 'no_such_module_for_bench'"
+    ]
+    assert "plugin-method" in proc.stdout and "A plug-in that loads." in proc.stdout
+    assert all(name in proc.stdout for name in BUILT_IN)
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
