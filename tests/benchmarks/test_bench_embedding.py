@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from bench.profile import synthetic_splits
 from bench.sampling.budget import Budget
@@ -16,4 +17,10 @@ def test_embed_10k(benchmark, name, embed_images):
     train = synthetic_splits(references=200, queries=10).train
     method = create_method(name).fit(train, budget=Budget(steps=1, batch_images=24), seed=0)
     out = benchmark.pedantic(method.embed, args=(embed_images,), rounds=3, iterations=1)
+    # The trunk applied to the images in order (in one pass here), unit rows where the loss normalizes.
+    with torch.no_grad():
+        direct = method.model_(embed_images[:500])
+    if method.normalize:
+        direct = torch.nn.functional.normalize(direct, dim=1)
     assert out.shape == (embed_images.shape[0], Budget().embedding_size)
+    torch.testing.assert_close(out[:500], direct, rtol=1e-4, atol=1e-5)
