@@ -13,6 +13,7 @@ from bench.core.errors import BenchError
 from bench.sampling.budget import Budget
 from methods import create_method, list_methods
 from methods.base import RECORD_EVERY, TrainingDiverged
+from methods.trunks import build_trunk
 
 SMALL = Budget(steps=150, batch_images=96)
 SAMPLING_KEYS = {
@@ -239,3 +240,57 @@ def test_default_budget_reaches_target_accuracy(name, digits_splits):
     """The acceptance bar: each method alone on digits at the default budget, 5-NN >= 0.93."""
     method = create_method(name).fit(digits_splits.train, budget=Budget(), seed=0)
     assert knn_accuracy(method, digits_splits.train, digits_splits.test) >= 0.93
+
+
+def test_embedding_anchor_is_the_mean_embedding_of_its_class_sample_with_its_gradient(digits_splits):
+    """``anchor="embedding"``: each class's anchor is the mean of the embeddings of its
+    ``anchor_sample`` images drawn this step (not its mean image), and the loss backpropagates
+    through them: value and gradient equal the triplet formula computed here by hand."""
+    method = create_method("mean-anchor-triplet", anchor="embedding", anchor_sample=4)
+    loss = method._loss
+    checked = []
+
+    def checking_loss(batch):
+        out = loss(batch)
+        if not checked:
+            model, images, parts, c = method.model_, method._images, batch.parts, method._num_classes
+            drawn = method._labels[parts["sample"]].view(c, 4)
+            assert torch.equal(drawn, torch.arange(c).unsqueeze(1).expand(c, 4))  # 4 images of each class
+            unit = torch.nn.functional.normalize
+            anchors = unit(model(images[parts["sample"]]).view(c, 4, -1).mean(1)[parts["anchors"]], dim=1)
+            pos = unit(model(images[parts["positives"]]), dim=1)
+            neg = unit(model(images[parts["negatives"]]), dim=1)
+            margin = ((anchors - pos) ** 2).sum(1) - ((anchors - neg) ** 2).sum(1) + method.margin
+            expected = torch.relu(margin).mean()
+            params = list(model.parameters())
+            got = torch.autograd.grad(out.loss, params, retain_graph=True)
+            want = torch.autograd.grad(expected, params)
+            checked.append((out.loss.item(), expected.item(), got, want))
+        return out
+
+    method._loss = checking_loss
+    method.fit(digits_splits.train, budget=Budget(steps=2, batch_images=96), seed=0)
+    value, expected, got, want = checked[0]
+    assert value > 0 and value == pytest.approx(expected, rel=1e-5)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-7)
+
+
+def test_the_cnn_trunk_is_a_conv_net_that_learns(digits_splits):
+    """More than shapes: the cnn trunk convolves, and a classifier on it learns digits (its own
+    head, which an untrained trunk leaves at chance, is right on over 80% of the test split)."""
+    method = create_method("classifier", trunk="cnn")
+    method.fit(digits_splits.train, budget=Budget(steps=100, batch_images=96), seed=0)
+    layers = [type(m).__name__ for m in method.model_]
+    assert layers == [
+        "_AddChannel", "Conv2d", "ReLU", "Conv2d", "ReLU", "AdaptiveAvgPool2d", "Flatten", "Linear",
+    ]  # fmt: skip
+    # One set of weights for every image size (the adaptive pool), unlike the MLP's first layer.
+    sizes = {
+        sum(p.numel() for p in build_trunk("cnn", shape, 128).parameters())
+        for shape in ((8, 8), (28, 28), (39, 36))
+    }
+    assert sizes == {sum(p.numel() for p in method.model_.parameters())}
+    assert method.loss_history_[0] > 1.5 and method.loss_history_[-1] < method.loss_history_[0] / 3
+    logits = method.predict_head(digits_splits.test.images)
+    assert (logits.argmax(1) == digits_splits.test.labels).double().mean() > 0.8
