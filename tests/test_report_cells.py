@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from helpers_records import record, table_rows
 
 from bench.grid.config import CellConfig
 from bench.report import render_report
 from bench.sampling.budget import Budget
-from helpers_records import record, table_rows
 
 SEEDS = (0, 1, 2)
 
