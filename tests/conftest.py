@@ -26,3 +26,10 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    """For tests that read the report's markdown only: skip drawing its PNGs (``test_report.py``
+    checks them), which is most of a small report's build time."""
+    monkeypatch.setattr("bench.report.build.plot_section", lambda *args: ["### Plots", ""])

@@ -83,7 +83,7 @@ def test_each_cell_records_its_own_peak(monkeypatch):
     assert small < BIG_MB / 2 and small_after < BIG_MB / 2  # the big cell's peak does not carry over
 
 
-def test_the_report_shows_the_cells_peak_and_never_the_lifetime_figure(tmp_path):
+def test_the_report_shows_the_cells_peak_and_never_the_lifetime_figure(tmp_path, no_plots):
     timing = {"train_s": 1.0, "train_images_per_s": 1.0, "embed_images_per_s": 1.0, "eval_s": 1.0}
     lifetime = [
         record("classifier", "uniform", s, 0.5, timing={**timing, "peak_rss_mb": 691.0}) for s in (0, 1)

@@ -11,6 +11,7 @@ from bench.grid.config import CellConfig
 from bench.report import render_report
 from bench.sampling.budget import Budget
 
+pytestmark = pytest.mark.usefixtures("no_plots")
 SEEDS = (0, 1, 2)
 
 

@@ -15,6 +15,7 @@ from scipy import stats
 
 from bench.report import render_report
 
+pytestmark = pytest.mark.usefixtures("no_plots")
 SEEDS = (0, 1, 2, 3, 4)
 ACCURACY = {
     "uniform": [0.91, 0.93, 0.90, 0.95, 0.92],

@@ -108,47 +108,58 @@ def test_a_failing_cell_is_recorded_while_the_others_complete(tmp_path, monkeypa
     assert "deliberate failure" in (out / "report.md").read_text()
 
 
-RUN_SEEDS = """
+# The cell of the determinism test (budget and dataset options as CellConfig fields).
+RUN_SEEDS_CELL = json.dumps(
+    {
+        "dataset": "inspection",
+        "method": "mined-triplet",
+        "scheme": "sqrt",
+        "seed": 0,
+        "budget": {"steps": 20, "batch_images": 96},
+        "dataset_options": {"n_per_defect": 30},
+    }
+)
+RUN_SEEDS = f"""
 import json, sys
 from bench.grid.config import CellConfig
 from bench.grid.runner import run_cell
-from bench.sampling.budget import Budget
 for seed in sys.argv[1:]:
-    cell = CellConfig(dataset="inspection", method="mined-triplet", scheme="sqrt", seed=int(seed),
-                      budget=Budget(steps=20, batch_images=96), dataset_options=(("n_per_defect", 30),))
+    cell = CellConfig.from_dict({{**json.loads({RUN_SEEDS_CELL!r}), "seed": int(seed)}})
     print(json.dumps(run_cell(cell, threads=1), sort_keys=True))
 """
 
 
 def test_a_seed_gives_the_same_record_in_separate_processes_and_another_seed_a_different_one():
-    """Process A runs seed 0 then seed 1; process B, under another hash seed, runs seed 1 then
-    seed 0. Each seed's record is the same in both, bit for bit, apart from timing and clock,
-    whether it ran first (cold) or second (warm); seed 1's differs from seed 0's (its split,
+    """A fresh process, under a fixed hash seed, runs seed 0 then seed 1; this (warm) test process
+    runs seed 1 then seed 0. Each seed's record is the same in both, bit for bit, apart from
+    timing and clock, whether it ran first or second; seed 1's differs from seed 0's (its split,
     initialization and draws)."""
     import os
 
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", RUN_SEEDS, *seeds],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONHASHSEED": hash_seed},
-        )
-        for seeds, hash_seed in ((["0", "1"], "1"), (["1", "0"], "2"))
-    ]
-    outputs = [proc.communicate(timeout=600) for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
-    (a0, a1), (b1, b0) = ([json.loads(line) for line in out.splitlines()] for out, _ in outputs)
+    from bench.grid.config import CellConfig
+    from bench.grid.runner import run_cell
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", RUN_SEEDS, "0", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
+    )
+    cells = {seed: CellConfig.from_dict({**json.loads(RUN_SEEDS_CELL), "seed": seed}) for seed in (0, 1)}
+    here = {seed: run_cell(cells[seed], threads=1) for seed in (1, 0)}
+    out, err = child.communicate(timeout=600)
+    assert child.returncode == 0, err[-3000:]
+    there = dict(enumerate(json.loads(line) for line in out.splitlines()))
     varying = {"timing", "started_at", "finished_at"}
 
     def measured(record):
         return json.dumps({k: v for k, v in record.items() if k not in varying}, sort_keys=True)
 
-    assert {r["status"] for r in (a0, a1, b0, b1)} == {"ok"}
-    assert measured(a0) == measured(b0) and measured(a1) == measured(b1)
+    assert {r["status"] for r in (*here.values(), *there.values())} == {"ok"}
+    assert measured(here[0]) == measured(there[0]) and measured(here[1]) == measured(there[1])
     for key in ("metrics", "embedding_2d", "sampling"):
-        assert a1[key] != a0[key], key
+        assert here[1][key] != here[0][key], key
 
 
 @pytest.mark.parametrize(
