@@ -152,7 +152,8 @@ MEMORY_COLUMNS = (
         "fit_eval_peak_rss_mb",
         "the most resident memory training and evaluation added above the process's level when"
         " they started (Linux's high-water mark, reset for each cell after freed heap memory is"
-        " returned to the system; the dataset and the cell's split are not in it).",
+        " returned to the system; the dataset and the cell's split are not in it; the first cell"
+        " of each worker process also holds the libraries' one-time start-up memory).",
     ),
     ("GPU peak MB", "fit_eval_peak_cuda_mb", "the CUDA allocator's peak over training and evaluation."),
 )
