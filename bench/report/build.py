@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.core.atomic import write_text_atomic
 from bench.report.cells import PLOTS_DIR, REPORT_FILE, Cells, dig, load_records, study_key
-from bench.report.comparisons import answer_section, paired_section
+from bench.report.comparisons import answer_section
 from bench.report.figures import plot_section, slug
 from bench.report.method_tables import method_sections
 from bench.report.overview import (
@@ -27,17 +27,19 @@ from bench.report.overview import (
     setup_section,
     timing_section,
 )
+from bench.report.paired import families, paired_section
+from bench.report.seed_target import seed_target_section
 
 logger = logging.getLogger(__name__)
 
 
-def _study_title(cfg: dict) -> str:
+def study_title(cfg: dict) -> str:
     budget = cfg.get("budget") or {}
     steps = f", {budget['steps']} steps" if "steps" in budget else ""
     return f"{cfg.get('dataset')} · trunk {cfg.get('trunk')}{steps}"
 
 
-def _studies(records: Iterable[dict]) -> list[list[dict]]:
+def studies(records: Iterable[dict]) -> list[list[dict]]:
     groups: dict[str, list[dict]] = defaultdict(list)
     for rec in records:
         groups[study_key(rec)].append(rec)
@@ -46,20 +48,25 @@ def _studies(records: Iterable[dict]) -> list[list[dict]]:
 
 def render_report(records: Sequence[dict], plot_dir: Path) -> str:
     """The markdown of the report for ``records``; writes the plots into ``plot_dir``."""
-    studies = _studies(records)
+    grouped = studies(records)
     out = [
         "# Benchmark report",
         "",
         "Generated from `results.jsonl` by `bench.report`; every number below comes from the recorded"
-        " cells. Intervals are 95% Student-t intervals over seeds.",
+        " cells. Intervals are 95% intervals over seeds: for rates (accuracy, escape, overkill and"
+        " every other %), a Student-t interval on the logit scale (delta method), shown as"
+        " `mean (low–high)`, which stays within 0–100%; for other quantities, the Student-t"
+        " interval, shown as `mean ± half-width`; for paired differences between schemes, the"
+        " Student-t interval of the mean difference. p values are two-sided paired t tests,"
+        " Holm-adjusted within each family of comparisons (named where they are used).",
         "",
     ]
-    if not studies:
+    if not grouped:
         return "\n".join([*out, "No records yet.", ""])
     used: set[str] = set()
-    for study in studies:
+    for study in grouped:
         cfg = study[0]["config"]
-        title = _study_title(cfg)
+        title = study_title(cfg)
         prefix = slug(title)
         while prefix in used:  # two studies that differ only in options the title omits
             prefix += "-b"
@@ -70,9 +77,11 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
         out += [f"## {title}", ""]
         out += setup_section(study, cells)
         out += headline_section(cells, rule)
-        out += answer_section(cells)
-        out += plot_section(cells, plot_dir, prefix + "-" if len(studies) > 1 else "", good, rule)
-        out += paired_section(cells)
+        out += seed_target_section(cells, study)
+        comparisons = families(cells)
+        out += answer_section(cells, comparisons)
+        out += plot_section(cells, plot_dir, prefix + "-" if len(grouped) > 1 else "", good, rule)
+        out += paired_section(cells, comparisons)
         out += method_sections(cells, rule)
         out += timing_section(cells)
         out += sampling_section(cells, good)
