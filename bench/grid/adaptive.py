@@ -134,7 +134,8 @@ def next_counts(
         counts: the seeds each group has been given so far (its first ``count`` of
             ``seed_sequence(start, ...)``).
         values: the target metric per group and seed, in %; None (or absent) for a seed
-            without a value (a failed cell).
+            without a value (a failed cell). Seeds beyond a group's count are ignored, so a
+            resumed run that already holds later rounds' records replays the same choices.
         start: the grid's start seeds.
         target: the target.
 

@@ -98,13 +98,15 @@ def run_adaptive_grid(
         outcome.total += done.total
         outcome.skipped += done.skipped
         outcome.records += done.records
+        # Every recorded seed of each group, later rounds' too (after an interruption):
+        # next_counts reads only the seeds scheduled so far, which is what makes a replay exact.
         records = latest_by_hash(read_records(Path(run_dir)))
         values = {
             g: {
                 s: _value(records.get(grid.cell(*g, s).hash), target.path)
-                for s in seed_sequence(grid.seeds, n)
+                for s in seed_sequence(grid.seeds, target.max_seeds)
             }
-            for g, n in counts.items()
+            for g in groups
         }
         grown = next_counts(counts, values, grid.seeds, target)
         added = {g: seed_sequence(grid.seeds, grown[g])[counts[g] :] for g in groups if grown[g] > counts[g]}

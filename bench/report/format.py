@@ -12,7 +12,8 @@ import pandas as pd
 def num(value: float | None, digits: int) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
-    return f"{value:.{digits}f}"
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.0"
 
 
 def mean_ci(s: dict, digits: int = 1, grouped: bool = False) -> str:

@@ -117,6 +117,8 @@ def paired_section(cells: Cells, by_metric: dict[str, dict] | None = None) -> li
         "",
     ]
     by_metric = by_metric if by_metric is not None else families(cells)
+    if not any(by_metric.values()):
+        return [*out[:2], "No scheme ran beside `uniform` on the same method: nothing to compare.", ""]
     for metric, _ in PAIRED_METRICS:
         comparisons = by_metric[metric]
         rows = [
