@@ -335,8 +335,8 @@ def _round_printer(console: Console):
         cells = sum(len(seeds) for seeds in added.values())
         detail = ", ".join(f"{m}/{s} +{len(seeds)}" for (m, s), seeds in added.items())
         console.print(
-            f"seed round {number}: {cells} more cell(s) for {len(added)} group(s) whose interval is"
-            f" still wider than the target: {detail}",
+            f"seed round {number}: {len(added)} group(s) still wider than the target get {cells} more"
+            f" seed(s) (recorded ones are skipped): {detail}",
             highlight=False,
         )
 

@@ -130,7 +130,8 @@ def seed_target_section(cells: Cells, records: Sequence[dict]) -> list[str]:
         met = sum(r["target"].startswith("within") for r in rows)
         capped = sum(r["target"].startswith("still above") for r in rows)
         out += [
-            f"Target: 95% interval half-width at most ±{target[key]:g} points for {what}. {met} of"
+            f"Target: 95% interval half-width at most ±{target[key]:g} point{'' if target[key] == 1 else 's'}"
+            f" for {what}. {met} of"
             f" {len(rows)} stopped within it, {capped} hit the cap.",
             "",
             table(rows),
