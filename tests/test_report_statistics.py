@@ -118,6 +118,8 @@ def test_one_cost_column_unless_a_production_share_is_set(five_schemes, tmp_path
     text = render_report(records, tmp_path)
     assert "cost / 1000 (test mix)" in text and "cost / 1000 (production)" in text
     assert "g = 0.99" in text
+    # Only uniform ran: no empty families.
+    assert "nothing to compare" in text and "family of 0" not in text
 
 
 def test_one_seed_is_worded_as_one_seed(tmp_path):
