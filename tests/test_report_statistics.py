@@ -168,3 +168,16 @@ def test_numbers_never_print_as_minus_zero(five_schemes):
 
     assert [num(-0.04, 1), num(-0.0, 1), num(-0.06, 1), num(-0.0004, 3)] == ["0.0", "0.0", "-0.1", "0.000"]
     assert not re.search(r"(?<![\d.])-0\.0(?!\d*[1-9])", five_schemes)
+
+
+def test_the_bar_plot_promises_intervals_only_when_there_are_some(tmp_path, monkeypatch):
+    from bench.report import plots
+
+    titles = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: titles.append(fig._suptitle.get_text()))
+    one = {"mean": 90.0, "n": 1, "ci_low": None, "ci_high": None}
+    three = {"mean": 90.0, "n": 3, "ci_low": 85.0, "ci_high": 93.0}
+    plots.plot_bars(tmp_path / "a.png", ["m"], ["uniform"], {"accuracy (%)": {("m", "uniform"): one}})
+    plots.plot_bars(tmp_path / "b.png", ["m"], ["uniform"], {"accuracy (%)": {("m", "uniform"): three}})
+    assert titles[0] == "One seed per bar: no intervals"
+    assert "95%" in titles[1] and "logit" in titles[1]
