@@ -26,6 +26,11 @@ FLAGS = [
     "--threads",
     "--device",
     "--jobs",
+    "--target-ci",
+    "--target-diff-ci",
+    "--against",
+    "--target-metric",
+    "--max-seeds",
 ]
 VALUES = st.one_of(
     st.sampled_from(
@@ -99,6 +104,7 @@ KEYS = st.sampled_from(
         "cost_escape",
         "cost_overkill",
         "good_share",
+        "seed_target",
         "stepz",
     ]
 )

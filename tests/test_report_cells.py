@@ -39,8 +39,8 @@ def test_a_scheme_option_sweep_gives_one_labelled_row_per_option(tmp_path):
         ("classifier", "effective-number (beta=0.99)"),
         ("classifier", "effective-number (beta=0.999)"),
     }
-    assert rows["classifier", "effective-number (beta=0.99)"]["accuracy %"] == "50.0 ± 0.0"
-    assert rows["classifier", "effective-number (beta=0.999)"]["accuracy %"] == "90.0 ± 0.0"
+    assert rows["classifier", "effective-number (beta=0.99)"]["accuracy %"] == "50.0 (50.0–50.0)"
+    assert rows["classifier", "effective-number (beta=0.999)"]["accuracy %"] == "90.0 (90.0–90.0)"
     assert {r["seeds"] for r in rows.values()} == {"3"}
 
 
@@ -101,7 +101,7 @@ def test_cells_that_differ_in_any_hash_field_are_two_rows(field, tmp_path):
     assert len({r["hash"] for r in first + second}) == 6
     rows = _headline(render_report(first + second, tmp_path))
     assert len(rows) == 2, f"{field}: rows {sorted(rows)}"
-    assert sorted(r["accuracy %"] for r in rows.values()) == ["25.0 ± 0.0", "75.0 ± 0.0"]
+    assert sorted(r["accuracy %"] for r in rows.values()) == ["25.0 (25.0–25.0)", "75.0 (75.0–75.0)"]
     assert {r["seeds"] for r in rows.values()} == {"3"}
 
 
@@ -114,7 +114,7 @@ def test_a_record_under_a_second_hash_of_the_same_config_is_named_not_silently_d
         in text
     )
     (row,) = table_rows(text, "### Headline: method x scheme")
-    assert row["accuracy %"] == "50.0 ± 0.0" and row["seeds"] == "3"
+    assert row["accuracy %"] == "50.0 (50.0–50.0)" and row["seeds"] == "3"
 
 
 def test_variants_whose_values_print_alike_still_get_distinct_labels(tmp_path):
@@ -124,7 +124,7 @@ def test_variants_whose_values_print_alike_still_get_distinct_labels(tmp_path):
         for s in SEEDS
     ]
     rows = {m: r["accuracy %"] for (_, m, _), r in _headline(render_report(records, tmp_path)).items()}
-    assert rows == {"classifier (k=1)": "25.0 ± 0.0", 'classifier (k="1")': "75.0 ± 0.0"}
+    assert rows == {"classifier (k=1)": "25.0 (25.0–25.0)", 'classifier (k="1")': "75.0 (75.0–75.0)"}
 
 
 def test_data_file_fingerprints_are_shown_and_a_change_during_the_run_is_named(tmp_path):

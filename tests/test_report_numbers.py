@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers_records import record, table_rows
-from scipy import stats
+from scipy import special, stats
 
 from bench.report import render_report
 
@@ -52,6 +52,21 @@ def mean_pm(values, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
 
 
+def rate_interval(values) -> tuple[float, float, float]:
+    """(mean, low, high) in % of the Student-t interval on the logit scale of the mean (delta
+    method), computed here with scipy.special independently of bench.core.intervals."""
+    x = np.asarray(values, float)
+    m, se = x.mean(), stats.sem(x)
+    half = stats.t.ppf(0.975, len(x) - 1) * se / (m * (1 - m))
+    low, high = (100 * special.expit(special.logit(m) + s * half) for s in (-1, 1))
+    return float(100 * m), float(low), float(high)
+
+
+def rate_cell(values, digits: int = 1) -> str:
+    mean, low, high = rate_interval(values)
+    return f"{mean:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
+
+
 def p_text(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
@@ -87,38 +102,41 @@ def test_headline_cells_are_means_with_t_interval_half_widths(tmp_path):
     esc = escapes("lowers")
     for scheme, row in rows.items():
         assert row["method"] == "mean-anchor-triplet" and row["seeds"] == "5"
-        assert row["accuracy %"] == mean_pm(ACCURACY[scheme])
-        assert row["escape %"] == mean_pm(esc[scheme])
-        assert row["overkill %"] == mean_pm(OVERKILL[scheme])
+        assert row["accuracy %"] == rate_cell(ACCURACY[scheme])
+        assert row["escape %"] == rate_cell(esc[scheme])
+        assert row["overkill %"] == rate_cell(OVERKILL[scheme])
         cost = [
             1000 * (0.5 * e * 10 + 0.5 * o) / 100 for e, o in zip(esc[scheme], OVERKILL[scheme], strict=True)
         ]
-        assert row["cost / 1000 (test mix)"] == mean_pm(cost, digits=2)
-    # Worked by hand, not by the helper: sd 1.924, t(0.975, 4 df) = 2.776, half-width 2.776 x 1.924 / 5^0.5.
-    assert rows["uniform"]["accuracy %"] == "92.2 ± 2.4"
+        assert row["cost / 1000 parts"] == mean_pm(cost, digits=1)
+    # The interval stays inside 0-100% and is asymmetric near the top (the plain t-interval
+    # would be 92.2 ± 2.4, i.e. 89.8 to 94.6).
+    assert rows["uniform"]["accuracy %"] == "92.2 (89.5–94.3)"
 
 
 @pytest.mark.parametrize("shift", sorted(SHIFTS))
 def test_paired_table_is_scheme_minus_uniform_with_ttest_rel(shift, tmp_path):
     text = build(shift, tmp_path)
-    (row,) = table_rows(text, "### Paired comparisons against uniform")
     esc = escapes(shift)
-    d, low, high, p = expected_paired(esc["good-x5"], esc["uniform"])
-    assert (row["method"], row["scheme"], row["paired seeds"]) == ("mean-anchor-triplet", "good-x5", "5")
-    assert row["Δ escape pp"] == f"{d:.2f}"
-    assert row["escape 95% CI"] == f"{low:.2f} to {high:.2f}"
-    assert row["escape p"] == p_text(p)
-    d, low, high, p = expected_paired(ACCURACY["good-x5"], ACCURACY["uniform"])
-    assert row["Δ accuracy pp"] == f"{d:.2f}" == "-1.80"
-    assert row["accuracy 95% CI"] == f"{low:.2f} to {high:.2f}"
-    assert row["accuracy p"] == p_text(p)
+    for heading, a, b in (
+        ("**Escape** (family of 1 test):", esc["good-x5"], esc["uniform"]),
+        ("**Accuracy** (family of 1 test):", ACCURACY["good-x5"], ACCURACY["uniform"]),
+    ):
+        (row,) = table_rows(text, heading)
+        d, low, high, p = expected_paired(a, b)
+        assert (row["method"], row["scheme"], row["seeds"]) == ("mean-anchor-triplet", "good-x5", "5")
+        assert row["Δ pp"] == f"{d:.1f}"
+        assert row["95% CI"] == f"{low:.1f} to {high:.1f}"
+        # A family of one test: Holm leaves p as it is.
+        assert row["p"] == row["p Holm"] == p_text(p)
+    assert row["Δ pp"] == "-1.8"
 
 
 VERDICTS = {
-    "lowers": "is supported: good-x5 lowers escapes significantly at 0.05",
-    "raises": "is contradicted: good-x5 raises escapes significantly at 0.05",
-    "noise": "is not confirmed: the difference is not significant at 0.05, so the evidence is weak",
-    "weak": "is not confirmed: the difference is not significant at 0.05, so the evidence is weak",
+    "lowers": "is supported: good-x5 lowers escapes significantly at 0.05 after Holm adjustment",
+    "raises": "is contradicted: good-x5 raises escapes significantly at 0.05 after Holm adjustment",
+    "noise": "is not confirmed: the difference is not significant at 0.05 after Holm adjustment,",
+    "weak": "is not confirmed: the difference is not significant at 0.05 after Holm adjustment,",
 }
 
 
@@ -129,32 +147,33 @@ def test_the_verdict_on_the_reference_diagnosis_follows_the_paired_test(shift, t
     d, low, high, p = expected_paired(esc["good-x5"], esc["uniform"])
     assert p < 0.001 if shift in ("lowers", "raises") else 0.15 < p  # far from 0.05
     (line,) = [x for x in text.splitlines() if x.startswith("**The reference's diagnosis")]
-    assert line.startswith(f"**The reference's diagnosis for `mean-anchor-triplet`** {VERDICTS[shift]}.")
+    assert line.startswith(f"**The reference's diagnosis for `mean-anchor-triplet`** {VERDICTS[shift]}")
     assert (
-        f"Paired over 5 seeds, good-x5 minus uniform: escape {d:.1f} pp (CI {low:.1f} to {high:.1f}, p = {p_text(p)})"
-        in line
+        f"Paired over 5 seeds, good-x5 minus uniform: escape {d:.1f} pp (CI {low:.1f} to {high:.1f},"
+        f" p = {p_text(p)}, Holm-adjusted over the 1 escape comparisons p = {p_text(p)})" in line
     )
     d, low, high, p = expected_paired(OVERKILL["good-x5"], OVERKILL["uniform"])
-    assert f"overkill {d:.1f} pp (CI {low:.1f} to {high:.1f}, p = {p_text(p)})" in line
+    assert f"overkill {d:.1f} pp (CI {low:.1f} to {high:.1f}, p = {p_text(p)}," in line
 
 
 def test_the_best_scheme_answer_names_the_winner_its_interval_and_the_paired_test(tmp_path):
     text = build("lowers", tmp_path)
     esc = escapes("lowers")
     (line,) = [x for x in text.splitlines() if x.startswith("- **mean-anchor-triplet**")]
-    mean, low, high = expected_interval(esc["good-x5"])
+    mean, low, high = rate_interval(esc["good-x5"])
     assert (
         f"the lowest mean escape rate is under `good-x5`: {mean:.1f}% (95% CI {low:.1f} to {high:.1f}, n = 5)."
         in line
     )
-    mean, low, high = expected_interval(esc["uniform"])
+    mean, low, high = rate_interval(esc["uniform"])
     assert (
         f"Its interval lies clear of the runner-up `uniform` ({mean:.1f}%, CI {low:.1f} to {high:.1f})."
         in line
     )
     d, low, high, p = expected_paired(esc["good-x5"], esc["uniform"])
     assert (
-        f"the paired difference is {d:.1f} pp (CI {low:.1f} to {high:.1f}, p = {p_text(p)}, n = 5): significant at 0.05."
+        f"the paired difference is {d:.1f} pp (CI {low:.1f} to {high:.1f}, 5 seeds; p = {p_text(p)},"
+        f" Holm-adjusted over the 1 escape comparisons p = {p_text(p)}): significant at 0.05 after Holm adjustment."
         in line
     )
 
@@ -164,7 +183,7 @@ def test_overlapping_intervals_are_called_weak_evidence(tmp_path):
     esc = escapes("noise")
     (line,) = [x for x in text.splitlines() if x.startswith("- **mean-anchor-triplet**")]
     best, runner = sorted(esc, key=lambda s: np.mean(esc[s]))
-    mean, low, high = expected_interval(esc[runner])
+    mean, low, high = rate_interval(esc[runner])
     assert f"under `{best}`" in line
     assert (
         f"Its interval overlaps that of `{runner}` ({mean:.1f}%, CI {low:.1f} to {high:.1f}), so the evidence for a winner is weak."

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats
 
-from bench.report.stats import paired_comparison, summarize
+from bench.report.stats import holm, paired_comparison, seeds_for_power, summarize
 
 
 def test_summarize_matches_scipy_t_interval():
@@ -47,3 +49,77 @@ def test_paired_comparison_degenerate_cases_have_no_nan():
     assert missing["n"] == 1
     with pytest.raises(ValueError):
         paired_comparison([0.1], [0.1, 0.2])
+
+
+# --------------------------------------------------------------------------- rates, power, Holm
+
+
+def test_rate_interval_is_the_logit_scale_t_interval_of_the_mean():
+    values = [5.0, 7.5, 4.0, 28.0, 6.0]  # escapes in %, one collapsed seed
+    s = summarize(values, rate_scale=100)
+    m, n = np.mean(values) / 100, len(values)
+    se = np.std(values, ddof=1) / 100 / np.sqrt(n) / (m * (1 - m))
+    lo, hi = stats.t.interval(0.95, n - 1, loc=np.log(m / (1 - m)), scale=se)
+    assert s["mean"] == pytest.approx(np.mean(values))
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((100 / (1 + np.exp(-lo)), 100 / (1 + np.exp(-hi))))
+    plain = summarize(values)
+    assert plain["ci_low"] < 0 < s["ci_low"]  # the plain t-interval leaves the range; this one does not
+
+
+def test_rate_intervals_never_leave_0_to_100_and_always_hold_the_mean():
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        n = int(rng.integers(2, 16))
+        kind = rng.integers(4)
+        if kind == 0:
+            values = rng.uniform(0, 100, n)
+        elif kind == 1:  # mostly zeros, as escapes on an easy set
+            values = np.where(rng.random(n) < 0.7, 0.0, rng.uniform(0, 2, n))
+        elif kind == 2:  # near 100 with collapsed seeds
+            values = np.where(rng.random(n) < 0.2, rng.uniform(0, 40, n), rng.uniform(97, 100, n))
+        else:
+            values = rng.choice([0.0, 100.0, 50.0], n)
+        s = summarize(values.tolist(), rate_scale=100)
+        assert 0.0 <= s["ci_low"] <= s["mean"] <= s["ci_high"] <= 100.0
+
+
+def test_rate_interval_edge_cases():
+    assert summarize([0.0, 0.0, 0.0], rate_scale=100)["ci_high"] == 0.0
+    assert summarize([100.0, 100.0], rate_scale=100)["ci_low"] == 100.0
+    assert summarize([93.0], rate_scale=100)["ci_low"] is None
+    # Far from the bounds with little spread it is the plain t-interval, to a hundredth.
+    s, t = summarize([50.0, 51.0, 49.0, 50.5], rate_scale=100), summarize([50.0, 51.0, 49.0, 50.5])
+    assert s["ci_low"] == pytest.approx(t["ci_low"], abs=0.01)
+
+
+@pytest.mark.parametrize(("difference", "sd"), [(0.5, 1.0), (1.0, 2.3), (3.4, 7.1), (0.2, 0.05), (2.0, 1.0)])
+def test_seeds_for_power_match_statsmodels(difference, sd):
+    from statsmodels.stats.power import TTestPower, tt_solve_power
+
+    n = seeds_for_power(difference, sd)
+    assert n == math.ceil(tt_solve_power(effect_size=difference / sd, alpha=0.05, power=0.8))
+    power = TTestPower()
+    assert power.power(difference / sd, n, 0.05) >= 0.8 > power.power(difference / sd, n - 1, 0.05)
+
+
+def test_seeds_for_power_known_values_and_edges():
+    assert seeds_for_power(0.5, 1.0) == 34  # Cohen's dz = 0.5: 33.4 pairs, the textbook figure
+    assert seeds_for_power(-0.5, 1.0) == 34  # the sign does not matter
+    assert seeds_for_power(50.0, 1.0) == 2  # the solver gives up here; two pairs already suffice
+    assert seeds_for_power(11.48, 1.0) == 3  # power 0.797 with two pairs: just short
+    assert seeds_for_power(1.0, 0.0) is None and seeds_for_power(0.0, 1.0) is None
+    assert seeds_for_power(None, 1.0) is None and seeds_for_power(1.0, None) is None
+
+
+def test_holm_matches_statsmodels_multipletests_and_skips_missing_tests():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):  # multipletests runs gc.collect() on every Holm call: keep the calls few
+        p = rng.uniform(0, 0.2, int(rng.integers(1, 20))).tolist()
+        expected = multipletests(p, method="holm")[1]
+        holes = [None, *p[:1], None, *p[1:]]
+        got = holm(holes)
+        assert got[0] is None and got[2] is None
+        assert [got[1], *got[3:]] == pytest.approx(list(expected))
+    assert holm([None, None]) == [None, None]

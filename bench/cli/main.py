@@ -32,6 +32,31 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, help="run seeds 0..N-1 (default 3)")
     run.add_argument("--seed", type=int, action="append", help="run this seed (repeatable)")
     run.add_argument(
+        "--target-ci",
+        type=float,
+        metavar="W",
+        help="seeds on demand: after the start seeds (--seeds, default 3), add seeds in rounds to each "
+        "method x scheme whose 95%% interval of --target-metric is wider than ±W points, until it is "
+        "within ±W or has --max-seeds",
+    )
+    run.add_argument(
+        "--target-diff-ci",
+        type=float,
+        metavar="W",
+        help="the same for each scheme's paired difference against --against (same method, same seeds)",
+    )
+    run.add_argument(
+        "--against", help="baseline scheme of --target-diff-ci (default uniform; must be in the grid)"
+    )
+    run.add_argument(
+        "--target-metric",
+        choices=("accuracy", "escape", "overkill"),
+        help="metric of the seed targets, in %%: the headline rule's accuracy (default), escape or overkill rate",
+    )
+    run.add_argument(
+        "--max-seeds", type=int, metavar="M", help="most seeds per group with a seed target (default 20)"
+    )
+    run.add_argument(
         "--params-from",
         metavar="DIR",
         help="use the tuned parameters of DIR/tuned.toml (from bench tune) for the methods it tuned",

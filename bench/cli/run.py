@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.core.errors import BenchError, unknown_name
+from bench.grid.adaptive import SeedTarget
 from bench.grid.config import GridConfig, load_grid_toml
 from bench.grid.executors import EXECUTORS, ExecutorOptions
 from bench.sampling.budget import Budget
@@ -128,6 +129,8 @@ def grid_from_args(
     kw.setdefault("schemes", default_schemes)
     if getattr(args, "params_from", None):
         kw = _with_tuned_params(kw, Path(args.params_from))
+    target = _seed_target(args, kw.get("seed_target"))
+    kw["seed_target"] = target
     if getattr(args, "seed", None):
         kw["seeds"] = tuple(dict.fromkeys(args.seed))
     elif getattr(args, "seeds", None) is not None:
@@ -135,7 +138,11 @@ def grid_from_args(
             raise BenchError(f"--seeds must be at least 1 (got {args.seeds})")
         kw["seeds"] = tuple(range(args.seeds))
     elif "seeds" not in kw:
-        kw["seeds"] = (0,) if args.quick else (0, 1, 2)
+        kw["seeds"] = (0,) if args.quick and target is None else (0, 1, 2)
+    if target is not None and len(kw["seeds"]) < 2:
+        raise BenchError(
+            "a seed target needs at least 2 start seeds (an interval needs two); pass --seeds 2 or more"
+        )
     for flag, key in (
         ("dataset", "dataset"),
         ("trunk", "trunk"),
@@ -218,6 +225,27 @@ def _check_tuned_for(grid: GridConfig, tune_dir: Path) -> None:
             )
 
 
+def _seed_target(args: argparse.Namespace, from_file: SeedTarget | None) -> SeedTarget | None:
+    """The seed target from the flags over the config file's ``[seed_target]``; None without one."""
+    flags = {
+        "ci": getattr(args, "target_ci", None),
+        "diff_ci": getattr(args, "target_diff_ci", None),
+        "against": getattr(args, "against", None),
+        "metric": getattr(args, "target_metric", None),
+        "max_seeds": getattr(args, "max_seeds", None),
+    }
+    given = {k: v for k, v in flags.items() if v is not None}
+    if from_file is None and flags["ci"] is None and flags["diff_ci"] is None:
+        if given:
+            flag = {"against": "--against", "metric": "--target-metric", "max_seeds": "--max-seeds"}
+            names = ", ".join(flag[k] for k in given)
+            raise BenchError(
+                f"{names} only apply with a seed target: add --target-ci W or --target-diff-ci W"
+            )
+        return None
+    return replace(from_file, **given) if from_file is not None else SeedTarget(**given)
+
+
 def check_device(device: str) -> None:
     import torch
 
@@ -244,7 +272,7 @@ def check_data(grid: GridConfig) -> None:
 
 
 def run_command(args: argparse.Namespace, console: Console) -> int:
-    from bench.grid.driver import run_grid
+    from bench.grid.driver import run_adaptive_grid
     from bench.grid.store import RESULTS_FILE
     from bench.report import write_report
 
@@ -252,7 +280,14 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     check_execution(args)
     if args.dry_run:
         print(grid.to_toml(), end="")
-        print(f"# {len(grid.cells())} cell(s)")
+        if grid.seed_target is None:
+            print(f"# {len(grid.cells())} cell(s)")
+        else:
+            groups = len(grid.methods) * len(grid.schemes)
+            print(
+                f"# {len(grid.cells())} start cell(s); seeds are then added in rounds, up to"
+                f" {grid.seed_target.max_seeds * groups} cell(s) ({grid.seed_target.max_seeds} seeds x {groups} groups)"
+            )
         return 0
     check_data(grid)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -272,7 +307,9 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     # SIGTERM ends the run like Ctrl-C: the cell in flight is abandoned, finished ones are kept.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        outcome = run_grid(grid, run_dir, options, resume=args.resume)
+        outcome = run_adaptive_grid(
+            grid, run_dir, options, resume=args.resume, on_round=_round_printer(console)
+        )
     except KeyboardInterrupt:
         console.print(f"interrupted: finished cells are in {run_dir}; continue with --resume --out {run_dir}")
         _write_report_if_any(run_dir, console)
@@ -298,35 +335,36 @@ def _write_report_if_any(run_dir: Path, console: Console) -> None:
         console.print(f"report:  {write_report(run_dir)}")
 
 
-def _print_summary(run_dir: Path, console: Console) -> None:
-    """Method x scheme table of headline accuracy and escape rate (mean over seeds)."""
-    import pandas as pd
-
-    from bench.grid.store import latest_by_hash, read_records
-
-    rows = [
-        {
-            "method": r["config"]["method"],
-            "scheme": r["config"]["scheme"],
-            "accuracy": r["metrics"].get("accuracy"),
-            "escape": r["metrics"].get("escape_rate"),
-        }
-        for r in latest_by_hash(read_records(run_dir)).values()
-        if r["status"] == "ok"
-    ]
-    if not rows:
-        return
-    frame = pd.DataFrame(rows).groupby(["method", "scheme"], sort=True).agg(["mean", "count"])
-    table = Table(title="headline (mean over seeds)")
-    for col in ("method", "scheme", "seeds", "accuracy", "escape rate"):
-        table.add_column(col, justify="left" if col in ("method", "scheme") else "right")
-    for (method, scheme), row in frame.iterrows():
-        esc = row[("escape", "mean")]
-        table.add_row(
-            method,
-            scheme,
-            str(int(row[("accuracy", "count")])),
-            f"{row[('accuracy', 'mean')]:.3f}",
-            "n/a" if pd.isna(esc) else f"{esc:.3f}",
+def _round_printer(console: Console):
+    def on_round(number: int, added: dict[tuple[str, str], list[int]]) -> None:
+        cells = sum(len(seeds) for seeds in added.values())
+        detail = ", ".join(f"{m}/{s} +{len(seeds)}" for (m, s), seeds in added.items())
+        console.print(
+            f"seed round {number}: {len(added)} group(s) still wider than the target get {cells} more"
+            f" seed(s) (recorded ones are skipped): {detail}",
+            highlight=False,
         )
-    console.print(table)
+
+    return on_round
+
+
+def _print_summary(run_dir: Path, console: Console) -> None:
+    """Per study: method x scheme headline rates in % with their 95% intervals, and where each
+    group stands against a seed target. A rich table on a terminal; markdown when piped, so no
+    cell is cut to fit a width."""
+    from bench.grid.store import latest_by_hash, read_records
+    from bench.report.format import table as markdown_table
+    from bench.report.summary import summary_tables
+
+    for title, rows in summary_tables(list(latest_by_hash(read_records(run_dir)).values())):
+        if not console.is_terminal:
+            console.print(f"{title}\n\n{markdown_table(rows)}", highlight=False, soft_wrap=True)
+            continue
+        table = Table(title=title)
+        for col in rows[0]:
+            table.add_column(
+                col, justify="left" if col in ("method", "scheme") or col.startswith("target") else "right"
+            )
+        for row in rows:
+            table.add_row(*row.values())
+        console.print(table)

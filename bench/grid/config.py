@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.core.canonical import canonical_json
 from bench.core.errors import BenchError
+from bench.grid.adaptive import SeedTarget
 from bench.sampling.budget import Budget, method_budget
 
 
@@ -90,6 +91,7 @@ class GridConfig:
     #: Where each method's parameters came from (e.g. a tuning directory); stamped on its
     #: records, not part of any cell's hash. Methods not named use their defaults and ``method_params``.
     params_source: dict[str, str] = field(default_factory=dict)
+    seed_target: SeedTarget | None = None
 
     def __post_init__(self) -> None:
         def names(key: str) -> None:
@@ -132,29 +134,43 @@ class GridConfig:
         source = self.params_source
         if not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values()):
             raise BenchError("params_source must be a table of texts, one per method")
+        target = self.seed_target
+        if target is not None:
+            if not isinstance(target, SeedTarget):
+                raise BenchError("seed_target must be a table (ci, diff_ci, against, metric, max_seeds)")
+            if target.max_seeds < len(self.seeds):
+                raise BenchError(
+                    f"max_seeds ({target.max_seeds}) is below the {len(self.seeds)} start seeds; raise"
+                    " --max-seeds or start with fewer --seeds"
+                )
+            if target.diff_ci is not None and target.against not in self.schemes:
+                raise BenchError(
+                    f"--target-diff-ci compares against {target.against!r}, which is not among the"
+                    f" grid's schemes ({', '.join(self.schemes)}); add it or choose --against"
+                )
+
+    def cell(self, method: str, scheme: str, seed: int) -> CellConfig:
+        """The cell of ``method`` x ``scheme`` x ``seed`` on this grid's data, trunk and budget."""
+        return CellConfig(
+            dataset=self.dataset,
+            method=method,
+            scheme=scheme,
+            seed=seed,
+            trunk=self.trunk,
+            budget=self.budget,
+            params=_frozen_items(self.method_params.get(method, {})),
+            dataset_options=_frozen_items(self.dataset_options),
+            scheme_options=_frozen_items(self.scheme_options.get(scheme, {})),
+            headline_rule=self.headline_rule,
+            cost_escape=self.cost_escape,
+            cost_overkill=self.cost_overkill,
+            good_share=self.good_share,
+        )
 
     def cells(self) -> list[CellConfig]:
-        """Cells in run order: seed-major, so a partial run already holds whole seeds."""
-        return [
-            CellConfig(
-                dataset=self.dataset,
-                method=m,
-                scheme=s,
-                seed=seed,
-                trunk=self.trunk,
-                budget=self.budget,
-                params=_frozen_items(self.method_params.get(m, {})),
-                dataset_options=_frozen_items(self.dataset_options),
-                scheme_options=_frozen_items(self.scheme_options.get(s, {})),
-                headline_rule=self.headline_rule,
-                cost_escape=self.cost_escape,
-                cost_overkill=self.cost_overkill,
-                good_share=self.good_share,
-            )
-            for seed in self.seeds
-            for m in self.methods
-            for s in self.schemes
-        ]
+        """Cells in run order: seed-major, so a partial run already holds whole seeds. With a
+        ``seed_target`` these are the start seeds; ``bench.grid.adaptive`` adds the rest."""
+        return [self.cell(m, s, seed) for seed in self.seeds for m in self.methods for s in self.schemes]
 
     def to_toml(self) -> str:
         """The resolved grid as TOML (read back by ``load_grid_toml``)."""
@@ -171,6 +187,10 @@ class GridConfig:
         if self.good_share is not None:
             lines.append(f"good_share = {_toml(self.good_share)}")
         lines += ["", "[budget]"] + [f"{k} = {_toml(v)}" for k, v in self.budget.to_dict().items()]
+        if self.seed_target is not None:
+            lines += ["", "[seed_target]"] + [
+                f"{k} = {_toml(v)}" for k, v in self.seed_target.to_dict().items()
+            ]
         for title, table in (("dataset_options", self.dataset_options),):
             if table:
                 lines += ["", f"[{title}]"] + [f"{k} = {_toml(v)}" for k, v in sorted(table.items())]
@@ -227,6 +247,14 @@ def load_grid_toml(path: Path) -> dict[str, Any]:
         if not isinstance(out["budget"], dict):
             raise BenchError(f"config file {str(path)!r}: budget must be a table")
         out["budget"] = Budget(**out["budget"])
+    if "seed_target" in out:
+        table = out["seed_target"]
+        known = {f.name for f in fields(SeedTarget)}
+        if not isinstance(table, dict) or set(table) - known:
+            raise BenchError(
+                f"config file {str(path)!r}: seed_target must be a table of {', '.join(sorted(known))}"
+            )
+        out["seed_target"] = SeedTarget(**table)
     for key in ("methods", "schemes", "seeds"):
         if isinstance(out.get(key), list):
             out[key] = tuple(out[key])

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.core.atomic import write_text_atomic
+from bench.grid.adaptive import next_counts, seed_sequence
 from bench.grid.config import CellConfig, GridConfig
 from bench.grid.executors import ExecutorOptions, run_cells
 from bench.grid.progress import GridProgress
-from bench.grid.store import ResultStore
+from bench.grid.store import ResultStore, latest_by_hash, read_records
 
 
 @dataclass
@@ -21,6 +23,7 @@ class GridOutcome:
     total: int
     skipped: int
     records: list[dict[str, Any]] = field(default_factory=list)
+    seed_counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -33,16 +36,19 @@ def run_grid(
     options: ExecutorOptions | None = None,
     resume: bool = False,
     progress: GridProgress | None = None,
+    cells: list[CellConfig] | None = None,
+    record_extra: Mapping[str, Any] | None = None,
 ) -> GridOutcome:
     """Run every cell of ``grid`` into ``run_dir``; with ``resume`` skip cells already ``ok``.
 
     Each record is appended (and fsynced) the moment its cell finishes; a KeyboardInterrupt
-    abandons only the cell in flight.
+    abandons only the cell in flight. ``cells`` runs those cells of the grid instead of all of
+    them; ``record_extra`` is merged into each record written.
     """
     options = options or ExecutorOptions()
     store = ResultStore(run_dir)
     write_text_atomic(Path(run_dir) / "config.toml", grid.to_toml())
-    cells = grid.cells()
+    cells = grid.cells() if cells is None else cells
     done = store.finished_hashes() if resume else set()
     todo = [c for c in cells if c.hash not in done]
     outcome = GridOutcome(Path(run_dir), total=len(cells), skipped=len(cells) - len(todo))
@@ -55,7 +61,73 @@ def run_grid(
         for cell, record in run_cells(todo, options, on_start, progress.step):
             if cell.method in grid.params_source:
                 record["params_source"] = grid.params_source[cell.method]
+            if record_extra:
+                record = {**record, **record_extra}
             store.append(record)
             outcome.records.append(record)
             progress.finish_cell(cell.label, record)
     return outcome
+
+
+def run_adaptive_grid(
+    grid: GridConfig,
+    run_dir: Path,
+    options: ExecutorOptions | None = None,
+    resume: bool = False,
+    on_round: Callable[[int, dict[tuple[str, str], list[int]]], None] | None = None,
+) -> GridOutcome:
+    """Run ``grid`` with its ``seed_target``: the start seeds, then rounds of added seeds.
+
+    Each round asks ``bench.grid.adaptive.next_counts`` which groups need more seeds, from the
+    records of the cells scheduled so far, and runs those cells as one batch. With ``resume`` the
+    rounds are replayed from the records: finished cells are skipped and the same choices made.
+    Records carry ``seed_target`` and their ``seed_round``. ``on_round(round, added seeds by
+    group)`` is called before each added round.
+    """
+    target = grid.seed_target
+    if target is None:
+        return run_grid(grid, run_dir, options, resume)
+    groups = [(m, s) for m in grid.methods for s in grid.schemes]
+    counts = {g: len(grid.seeds) for g in groups}
+    outcome = GridOutcome(Path(run_dir), total=0, skipped=0)
+    batch = grid.cells()
+    number = 0
+    while True:
+        extra = {"seed_target": target.to_dict(), "seed_round": number}
+        done = run_grid(grid, run_dir, options, resume, cells=batch, record_extra=extra)
+        outcome.total += done.total
+        outcome.skipped += done.skipped
+        outcome.records += done.records
+        # Every recorded seed of each group, later rounds' too (after an interruption):
+        # next_counts reads only the seeds scheduled so far, which is what makes a replay exact.
+        records = latest_by_hash(read_records(Path(run_dir)))
+        values = {
+            g: {
+                s: _value(records.get(grid.cell(*g, s).hash), target.path)
+                for s in seed_sequence(grid.seeds, target.max_seeds)
+            }
+            for g in groups
+        }
+        grown = next_counts(counts, values, grid.seeds, target)
+        added = {g: seed_sequence(grid.seeds, grown[g])[counts[g] :] for g in groups if grown[g] > counts[g]}
+        if not added:
+            break
+        number += 1
+        if on_round is not None:
+            on_round(number, added)
+        # Seed-major, as grid.cells(): an interrupted round leaves whole seeds behind.
+        batch = [grid.cell(m, s, seed) for (m, s), seeds in added.items() for seed in seeds]
+        batch.sort(key=lambda c: (c.seed, groups.index((c.method, c.scheme))))
+        counts = grown
+    outcome.seed_counts = counts
+    return outcome
+
+
+def _value(record: dict[str, Any] | None, path: tuple[str, ...]) -> float | None:
+    """The target metric of a record in % (None for a missing or failed cell)."""
+    if record is None or record.get("status") != "ok":
+        return None
+    value: Any = record
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return None if value is None else 100.0 * float(value)

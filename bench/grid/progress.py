@@ -21,10 +21,13 @@ def _summary(record: dict[str, Any]) -> str:
     if record.get("status") != "ok":
         return f"FAILED: {record.get('error')}"
     m = record.get("metrics", {})
-    acc, esc = m.get("accuracy"), m.get("escape_rate")
-    parts = [f"accuracy {acc:.3f}" if acc is not None else "accuracy n/a"]
-    if esc is not None:
-        parts.append(f"escape {esc:.3f}")
+    parts = []
+    for name, key in (("accuracy", "accuracy"), ("escape", "escape_rate"), ("overkill", "overkill_rate")):
+        value = m.get(key)
+        if value is not None:
+            parts.append(f"{name} {100 * value:.1f}%")
+        elif key == "accuracy":
+            parts.append("accuracy n/a")
     parts.append(f"{record.get('timing', {}).get('train_s', 0):.1f} s")
     return ", ".join(parts)
 

@@ -27,7 +27,7 @@ from bench.report.cells import (
     study_key,
     variant_tags,
 )
-from bench.report.comparisons import answer_section, paired_section
+from bench.report.comparisons import answer_section
 from bench.report.figures import plot_section, slug
 from bench.report.method_tables import method_sections
 from bench.report.overview import (
@@ -37,51 +37,58 @@ from bench.report.overview import (
     setup_section,
     timing_section,
 )
+from bench.report.paired import families, paired_section
+from bench.report.seed_target import seed_target_section
 
 logger = logging.getLogger(__name__)
 
 
-def _study_title(cfg: dict) -> str:
+def study_title(cfg: dict) -> str:
     budget = cfg.get("budget") or {}
     steps = f", {budget['steps']} steps" if "steps" in budget else ""
     return f"{cfg.get('dataset')} · trunk {cfg.get('trunk')}{steps}"
 
 
-def _studies(records: Iterable[dict]) -> list[list[dict]]:
+def studies(records: Iterable[dict]) -> list[list[dict]]:
     groups: dict[str, list[dict]] = defaultdict(list)
     for rec in records:
         groups[study_key(rec)].append(rec)
     return [sorted(groups[k], key=lambda r: r["hash"]) for k in sorted(groups)]
 
 
-def _titles(studies: Sequence[list[dict]]) -> list[str]:
+def _titles(grouped: Sequence[list[dict]]) -> list[str]:
     """One heading per study; studies that the short title cannot tell apart get the settings
     that differ between them appended (``· cost_escape=5.0``)."""
-    short = [_study_title(s[0]["config"]) for s in studies]
+    short = [study_title(s[0]["config"]) for s in grouped]
     same: dict[str, list[dict]] = defaultdict(list)
-    for title, study in zip(short, studies, strict=True):
+    for title, study in zip(short, grouped, strict=True):
         same[title].append(study_config(study[0]))
     tags = {t: variant_tags(configs) for t, configs in same.items() if len(configs) > 1}
     return [
         f"{t} · {tags[t][canonical(study_config(s[0]))]}" if t in tags else t
-        for t, s in zip(short, studies, strict=True)
+        for t, s in zip(short, grouped, strict=True)
     ]
 
 
 def render_report(records: Sequence[dict], plot_dir: Path) -> str:
     """The markdown of the report for ``records``; writes the plots into ``plot_dir``."""
-    studies = _studies(records)
+    grouped = studies(records)
     out = [
         "# Benchmark report",
         "",
         "Generated from `results.jsonl` by `bench.report`; every number below comes from the recorded"
-        " cells. Intervals are 95% Student-t intervals over seeds.",
+        " cells. Intervals are 95% intervals over seeds: for rates (accuracy, escape, overkill and"
+        " every other %), a Student-t interval on the logit scale (delta method), shown as"
+        " `mean (low–high)`, which stays within 0–100%; for other quantities, the Student-t"
+        " interval, shown as `mean ± half-width`; for paired differences between schemes, the"
+        " Student-t interval of the mean difference. p values are two-sided paired t tests,"
+        " Holm-adjusted within each family of comparisons (named where they are used).",
         "",
     ]
-    if not studies:
+    if not grouped:
         return "\n".join([*out, "No records yet.", ""])
     used: set[str] = set()
-    for study, title in zip(studies, _titles(studies), strict=True):
+    for study, title in zip(grouped, _titles(grouped), strict=True):
         cfg = study[0]["config"]
         prefix = slug(title)
         while prefix in used:  # titles that differ only in characters a file name drops
@@ -93,9 +100,11 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
         out += [f"## {title}", ""]
         out += setup_section(study, cells)
         out += headline_section(cells, rule)
-        out += answer_section(cells)
-        out += plot_section(cells, plot_dir, prefix + "-" if len(studies) > 1 else "", good, rule)
-        out += paired_section(cells)
+        out += seed_target_section(cells, study)
+        comparisons = families(cells)
+        out += answer_section(cells, comparisons)
+        out += plot_section(cells, plot_dir, prefix + "-" if len(grouped) > 1 else "", good, rule)
+        out += paired_section(cells, comparisons)
         out += method_sections(cells, rule)
         out += timing_section(cells)
         out += sampling_section(cells, good)

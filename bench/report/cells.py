@@ -183,5 +183,11 @@ class Cells:
         return {seed: dig(rec, *path) for seed, rec in sorted(self.by_cell.get((method, scheme), {}).items())}
 
     def summary(self, method: str, scheme: str, *path, scale: float = 1.0) -> dict:
+        """Mean and plain Student-t interval over seeds of the value at ``path`` times ``scale``."""
         vals = [None if v is None else float(v) * scale for v in self.values(method, scheme, *path).values()]
         return summarize(vals)
+
+    def rate(self, method: str, scheme: str, *path) -> dict:
+        """Mean and logit-scale interval over seeds of the rate at ``path``, in % (stays in 0–100)."""
+        vals = [None if v is None else float(v) * 100 for v in self.values(method, scheme, *path).values()]
+        return summarize(vals, rate_scale=100.0)

@@ -1,38 +1,33 @@
-"""Report sections that compare schemes: the generated answer to the reference question and the
-paired comparisons against the baseline scheme."""
+"""The report section that answers the reference question from the paired comparisons against
+the baseline scheme (``bench.report.paired``), with verdicts worded from Holm-adjusted p values."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bench.report.cells import BASELINE_SCHEME, REFERENCE_METHOD, REFERENCE_SCHEME, Cells, scheme_key
+from bench.report.format import interval, num, seeds_text
+from bench.report.paired import PAIRED_METRICS, families, p_phrase, power_phrase, significant
 
-from bench.report.cells import ALPHA, BASELINE_SCHEME, REFERENCE_METHOD, REFERENCE_SCHEME, Cells, scheme_key
-from bench.report.format import interval, num, p_text, table
-from bench.report.stats import paired_comparison
-
-
-def _significant(cmp: dict) -> bool:
-    return cmp.get("p_value") is not None and cmp["p_value"] < ALPHA
+_ESCAPE = ("metrics", "escape_rate")
 
 
 def _overlap(a: dict, b: dict) -> bool:
-    if a.get("ci_low") is None or b.get("ci_low") is None:
-        return True  # no interval: nothing rules out that the two are equal
     return a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"]
 
 
-def _paired(cells: Cells, method: str, scheme: str, path: Sequence[str], scale: float = 100.0) -> dict:
-    a = cells.values(method, scheme, *path)
-    b = cells.values(method, BASELINE_SCHEME, *path)
-    seeds = sorted(set(a) & set(b))
+def _test_verdict(cmp: dict) -> str:
+    if cmp["n"] < 2:
+        return "cannot be tested: a paired t test needs at least two seeds"
+    if cmp["p_value"] is None:
+        return "cannot be tested: every seed gave the same difference"
+    return (
+        "significant at 0.05 after Holm adjustment"
+        if significant(cmp)
+        else "not significant at 0.05 after Holm adjustment"
+    )
 
-    def scaled(d):
-        return [None if d[k] is None else float(d[k]) * scale for k in seeds]
 
-    return paired_comparison(scaled(a), scaled(b))
-
-
-def _method_answer(cells: Cells, method: str) -> str:
-    escapes = {s: cells.summary(method, s, "metrics", "escape_rate", scale=100) for s in cells.schemes}
+def _method_answer(cells: Cells, method: str, escape_family: dict) -> str:
+    escapes = {s: cells.rate(method, s, *_ESCAPE) for s in cells.schemes}
     escapes = {s: v for s, v in escapes.items() if v["mean"] is not None}
     if not escapes:
         return f"- **{method}**: no escape rate was measured (no good class, or no finished cell)."
@@ -49,14 +44,20 @@ def _method_answer(cells: Cells, method: str) -> str:
     twins = [s for s in ranked[1:] if escapes[s] == b]
     rest = [s for s in ranked[1:] if s not in twins]
     also = f" (and `{'`, `'.join(twins)}`, with the same escape figures)" if twins else ""
+    ci = f"95% CI {interval(b)}, " if b["ci_low"] is not None else ""
     text = (
         f"- **{method}**: the lowest mean escape rate is under `{best}`{also}: {num(b['mean'], 1)}%"
-        f" (95% CI {interval(b)}, n = {b['n']})."
+        f" ({ci}n = {b['n']})."
     )
     if rest:
         runner = rest[0]
         r = escapes[runner]
-        if _overlap(b, r):
+        if b["ci_low"] is None or r["ci_low"] is None:
+            text += (
+                f" `{runner}` follows ({num(r['mean'], 1)}%); with one seed there is no interval, so no"
+                " scheme can be called better."
+            )
+        elif _overlap(b, r):
             text += (
                 f" Its interval overlaps that of `{runner}` ({num(r['mean'], 1)}%, CI {interval(r)}),"
                 " so the evidence for a winner is weak."
@@ -64,55 +65,69 @@ def _method_answer(cells: Cells, method: str) -> str:
         else:
             text += f" Its interval lies clear of the runner-up `{runner}` ({num(r['mean'], 1)}%, CI {interval(r)})."
     if best != BASELINE_SCHEME and BASELINE_SCHEME in escapes:
-        cmp = _paired(cells, method, best, ("metrics", "escape_rate"))
+        cmp = escape_family[(method, best)]
+        ci = f"CI {interval(cmp)}, " if cmp["ci_low"] is not None else ""
         text += (
             f" Against `uniform` ({num(escapes[BASELINE_SCHEME]['mean'], 1)}%) the paired difference is"
-            f" {num(cmp['mean_diff'], 1)} pp (CI {interval(cmp)}, p = {p_text(cmp['p_value'])}, n = {cmp['n']}):"
-            + (" significant at 0.05." if _significant(cmp) else " not significant at 0.05.")
+            f" {num(cmp['mean_diff'], 1)} pp ({ci}{seeds_text(cmp['n'])}; {p_phrase(cmp, 'escape')}):"
+            f" {_test_verdict(cmp)}." + power_phrase(cmp)
         )
     elif best == BASELINE_SCHEME:
         text += " No scheme lowered escapes below `uniform`."
     return text
 
 
-def answer_section(cells: Cells) -> list[str]:
+def _diagnosis(method: str, comparisons: dict[str, dict]) -> str:
+    esc = comparisons["escape"]
+    if esc["mean_diff"] is None:
+        verdict = "cannot be judged (no paired seeds with an escape rate)"
+    elif esc["n"] < 2:
+        verdict = "cannot be tested with one seed: a paired t test needs at least two"
+    elif esc["p_value"] is None:
+        verdict = "cannot be tested: every seed gave the same escape difference"
+    elif significant(esc) and esc["mean_diff"] < 0:
+        verdict = "is supported: good-x5 lowers escapes significantly at 0.05 after Holm adjustment"
+    elif significant(esc) and esc["mean_diff"] > 0:
+        verdict = "is contradicted: good-x5 raises escapes significantly at 0.05 after Holm adjustment"
+    else:
+        verdict = (
+            "is not confirmed: the difference is not significant at 0.05 after Holm adjustment,"
+            " so the evidence is weak"
+        )
+    parts = []
+    for metric, _ in PAIRED_METRICS:
+        c = comparisons[metric]
+        ci = f"CI {interval(c)}, " if c["ci_low"] is not None else ""
+        parts.append(f"{metric} {num(c['mean_diff'], 1)} pp ({ci}{p_phrase(c, metric)})")
+    return (
+        f"**The reference's diagnosis for `{method}`** {verdict}. Paired over {seeds_text(esc['n'])},"
+        f" good-x5 minus uniform: {'; '.join(parts)}." + power_phrase(esc)
+    )
+
+
+def answer_section(cells: Cells, by_metric: dict[str, dict] | None = None) -> list[str]:
     out = [
         "### Answer to the reference question",
         "",
         "The reference experiment diagnosed that the mean-anchor triplet network confused good and"
         " defective parts because every class got the same number of triplets, and proposed about"
-        " five times more triplets anchored on the good class. From the numbers above:",
+        " five times more triplets anchored on the good class. From the numbers above (each"
+        " comparison against `uniform` is one of a family, see *Paired comparisons*; verdicts use"
+        " Holm-adjusted p values):",
         "",
     ]
+    by_metric = by_metric if by_metric is not None else families(cells)
     ordered = [m for m in cells.methods if m.split(" ")[0] == REFERENCE_METHOD]
     ordered += [m for m in cells.methods if m not in ordered]
-    out += [_method_answer(cells, m) for m in ordered]
+    out += [_method_answer(cells, m, by_metric["escape"]) for m in ordered]
     out.append("")
     refs = [m for m in cells.methods if m.split(" ")[0] == REFERENCE_METHOD]
     for m in refs:
-        has = {s for mm, s in cells.by_cell if mm == m}
-        if REFERENCE_SCHEME in has and BASELINE_SCHEME in has:
-            esc = _paired(cells, m, REFERENCE_SCHEME, ("metrics", "escape_rate"))
-            acc = _paired(cells, m, REFERENCE_SCHEME, ("metrics", "accuracy"))
-            ovk = _paired(cells, m, REFERENCE_SCHEME, ("metrics", "overkill_rate"))
-            if esc["mean_diff"] is None:
-                verdict = "cannot be judged (no paired seeds with an escape rate)"
-            elif _significant(esc) and esc["mean_diff"] < 0:
-                verdict = "is supported: good-x5 lowers escapes significantly at 0.05"
-            elif _significant(esc) and esc["mean_diff"] > 0:
-                verdict = "is contradicted: good-x5 raises escapes significantly at 0.05"
-            else:
-                verdict = (
-                    "is not confirmed: the difference is not significant at 0.05, so the evidence is weak"
-                )
-            out.append(
-                f"**The reference's diagnosis for `{m}`** {verdict}. Paired over {esc['n']} seeds, good-x5"
-                f" minus uniform: escape {num(esc['mean_diff'], 1)} pp (CI {interval(esc)},"
-                f" p = {p_text(esc['p_value'])}), overkill {num(ovk['mean_diff'], 1)} pp (CI {interval(ovk)},"
-                f" p = {p_text(ovk['p_value'])}), accuracy {num(acc['mean_diff'], 1)} pp (CI {interval(acc)},"
-                f" p = {p_text(acc['p_value'])})."
-            )
-            out.append("")
+        if (m, REFERENCE_SCHEME) in by_metric["escape"]:
+            out += [
+                _diagnosis(m, {metric: by_metric[metric][(m, REFERENCE_SCHEME)] for metric in by_metric}),
+                "",
+            ]
         else:
             out += [
                 f"**The reference's diagnosis for `{m}`** cannot be tested here: `good-x5` or `uniform` did not run.",
@@ -124,33 +139,3 @@ def answer_section(cells: Cells) -> list[str]:
             "",
         ]
     return out
-
-
-def paired_section(cells: Cells) -> list[str]:
-    rows = []
-    for m, s in cells.cells():
-        if s == BASELINE_SCHEME or (m, BASELINE_SCHEME) not in cells.by_cell:
-            continue
-        esc = _paired(cells, m, s, ("metrics", "escape_rate"))
-        acc = _paired(cells, m, s, ("metrics", "accuracy"))
-        rows.append(
-            {
-                "method": m,
-                "scheme": s,
-                "paired seeds": str(esc["n"] or acc["n"]),
-                "Δ escape pp": num(esc["mean_diff"], 2),
-                "escape 95% CI": interval(esc, 2),
-                "escape p": p_text(esc["p_value"]),
-                "Δ accuracy pp": num(acc["mean_diff"], 2),
-                "accuracy 95% CI": interval(acc, 2),
-                "accuracy p": p_text(acc["p_value"]),
-            }
-        )
-    return [
-        "### Paired comparisons against uniform",
-        "",
-        "Scheme minus `uniform` on the same seeds, in percentage points; interval and p value of the"
-        " paired t test (`scipy.stats.ttest_rel`). p is `–` with fewer than two seeds or zero spread.",
-        "",
-        table(rows),
-    ]

@@ -49,12 +49,8 @@ def plot_section(cells: Cells, plot_dir: Path, prefix: str, good: str | None, ru
 
     if cells.cells():
         panels = {
-            "accuracy (%)": {
-                (m, s): cells.summary(m, s, "metrics", "accuracy", scale=100) for m, s in cells.cells()
-            },
-            "escape rate (%)": {
-                (m, s): cells.summary(m, s, "metrics", "escape_rate", scale=100) for m, s in cells.cells()
-            },
+            "accuracy (%)": {(m, s): cells.rate(m, s, "metrics", "accuracy") for m, s in cells.cells()},
+            "escape rate (%)": {(m, s): cells.rate(m, s, "metrics", "escape_rate") for m, s in cells.cells()},
         }
         path = plot_dir / f"{prefix}accuracy-escape.png"
         plots.plot_bars(path, cells.methods, cells.schemes, panels)
@@ -67,8 +63,8 @@ def plot_section(cells: Cells, plot_dir: Path, prefix: str, good: str | None, ru
             points = [
                 (
                     good_k(s),
-                    cells.summary(m, s, "metrics", "escape_rate", scale=100),
-                    cells.summary(m, s, "metrics", "overkill_rate", scale=100),
+                    cells.rate(m, s, "metrics", "escape_rate"),
+                    cells.rate(m, s, "metrics", "overkill_rate"),
                 )
                 for s in k_schemes
                 if (m, s) in cells.by_cell

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from bench.report import plots
 from bench.report.cells import Cells, dig
-from bench.report.format import mean_ci, num, table
+from bench.report.format import mean_ci, num, rate_ci, table
+from bench.report.overview import cost_columns
 
-_RULE_COLUMNS = (
-    ("accuracy %", ("accuracy",), 100, 1),
-    ("balanced acc %", ("balanced_accuracy",), 100, 1),
-    ("macro F1 %", ("macro_f1",), 100, 1),
-    ("escape %", ("escape_rate",), 100, 2),
-    ("overkill %", ("overkill_rate",), 100, 2),
-    ("defect confusion %", ("defect_confusion_rate",), 100, 2),
-    ("cost/1000 test", ("cost_per_1000", "test_mix"), 1, 2),
-    ("cost/1000 prod", ("cost_per_1000", "production_mix"), 1, 2),
+_RULE_RATES = (
+    ("accuracy %", "accuracy"),
+    ("balanced acc %", "balanced_accuracy"),
+    ("macro F1 %", "macro_f1"),
+    ("escape %", "escape_rate"),
+    ("overkill %", "overkill_rate"),
+    ("defect confusion %", "defect_confusion_rate"),
 )
 _RETRIEVAL_COLUMNS = (
     ("P@1 %", "precision_at_1"),
@@ -48,18 +47,16 @@ def method_sections(cells: Cells, rule: str) -> list[str]:
         for s in schemes:
             for r in _rules_of(cells, m):
                 row = {"scheme": s, "rule": f"**{r}**" if r == rule else r}
-                for col, path, scale, digits in _RULE_COLUMNS:
-                    row[col] = mean_ci(cells.summary(m, s, "metrics_by_rule", r, *path, scale=scale), digits)
-                vals = cells.summary(m, s, "val_metrics_by_rule", r, "accuracy", scale=100)
-                row["val accuracy %"] = mean_ci(vals)
+                for col, key in _RULE_RATES:
+                    row[col] = rate_ci(cells.rate(m, s, "metrics_by_rule", r, key))
+                for col, path in cost_columns(cells, short=True):
+                    row[col] = mean_ci(cells.summary(m, s, "metrics_by_rule", r, *path), 1)
+                row["val accuracy %"] = rate_ci(cells.rate(m, s, "val_metrics_by_rule", r, "accuracy"))
                 rows.append(row)
         retrieval = [
             {
                 "scheme": s,
-                **{
-                    col: mean_ci(cells.summary(m, s, "metrics", key, scale=100))
-                    for col, key in _RETRIEVAL_COLUMNS
-                },
+                **{col: rate_ci(cells.rate(m, s, "metrics", key)) for col, key in _RETRIEVAL_COLUMNS},
             }
             for s in schemes
         ]
@@ -85,7 +82,9 @@ def method_sections(cells: Cells, rule: str) -> list[str]:
         out += [
             f"#### {m}",
             "",
-            "Test metrics by rule (headline rule in bold), mean ± 95% half-width over seeds:",
+            "Test metrics by rule (headline rule in bold); rates in %, mean (95% logit-scale"
+            " Student-t interval); cost per 1,000 parts, mean ± half-width of the 95% Student-t"
+            " interval; *val accuracy* on the validation split:",
             "",
             table(rows),
             "Retrieval (test queries against the training split, `AccuracyCalculator`):",

@@ -18,7 +18,7 @@ from bench.report.cells import (
     settings_text,
     shared_settings,
 )
-from bench.report.format import cell_text, mean_ci, num, table
+from bench.report.format import cell_text, mean_ci, num, rate_ci, table
 
 
 def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
@@ -114,30 +114,64 @@ def params_source_lines(records: Sequence[dict], cells: Cells) -> list[str]:
     return ["- **Parameters from:** " + "; ".join(parts)]
 
 
+def production_share(cells: Cells) -> float | None:
+    """The production good share of the study (``--good-share``), None when it is the test mix."""
+    return next(
+        (dig(rec, "config", "good_share") for seeds in cells.by_cell.values() for rec in seeds.values()),
+        None,
+    )
+
+
+def cost_columns(cells: Cells, short: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+    """The cost column(s): one at the test mix, plus one at the production mix when it differs."""
+    if production_share(cells) is None:
+        return [("cost/1000" if short else "cost / 1000 parts", ("cost_per_1000", "test_mix"))]
+    return [
+        ("cost/1000 test" if short else "cost / 1000 (test mix)", ("cost_per_1000", "test_mix")),
+        ("cost/1000 prod" if short else "cost / 1000 (production)", ("cost_per_1000", "production_mix")),
+    ]
+
+
+def rate_legend() -> str:
+    return (
+        "Rates in %: mean over seeds with its 95% interval (low–high), a Student-t interval on the"
+        " logit scale, which stays within 0–100%; no interval with one seed."
+    )
+
+
+def cost_legend(cells: Cells) -> str:
+    share = production_share(cells)
+    where = (
+        "at the test split's good share g (`cost / 1000 (test mix)`) and at the production good share"
+        f" g = {share} (`--good-share`, `cost / 1000 (production)`)"
+        if share is not None
+        else "at the test split's good share g (no `--good-share` was given)"
+    )
+    return (
+        "Cost per 1,000 parts: 1000 x ((1 - g) x escape x cost of an escape + g x overkill x cost of"
+        f" an overkill), {where}; mean ± half-width of the 95% Student-t interval."
+    )
+
+
 def headline_section(cells: Cells, rule: str) -> list[str]:
     rows = []
     for m, s in cells.cells():
-        rows.append(
-            {
-                "method": m,
-                "scheme": s,
-                "seeds": str(len(cells.by_cell[(m, s)])),
-                "accuracy %": mean_ci(cells.summary(m, s, "metrics", "accuracy", scale=100)),
-                "escape %": mean_ci(cells.summary(m, s, "metrics", "escape_rate", scale=100)),
-                "overkill %": mean_ci(cells.summary(m, s, "metrics", "overkill_rate", scale=100)),
-                "cost / 1000 (test mix)": mean_ci(
-                    cells.summary(m, s, "metrics", "cost_per_1000", "test_mix"), digits=2
-                ),
-                "cost / 1000 (production)": mean_ci(
-                    cells.summary(m, s, "metrics", "cost_per_1000", "production_mix"), digits=2
-                ),
-            }
-        )
+        row = {
+            "method": m,
+            "scheme": s,
+            "seeds": str(len(cells.by_cell[(m, s)])),
+            "accuracy %": rate_ci(cells.rate(m, s, "metrics", "accuracy")),
+            "escape %": rate_ci(cells.rate(m, s, "metrics", "escape_rate")),
+            "overkill %": rate_ci(cells.rate(m, s, "metrics", "overkill_rate")),
+        }
+        for col, path in cost_columns(cells):
+            row[col] = mean_ci(cells.summary(m, s, "metrics", *path), 1)
+        rows.append(row)
     return [
         "### Headline: method x scheme",
         "",
-        f"Test split, rule `{rule}`. Mean over seeds ± half-width of the 95% Student-t interval"
-        " (no interval with one seed). Escape: a defect judged good; overkill: a good part judged defective.",
+        f"Test split, rule `{rule}`. {rate_legend()} Escape: a defective part judged good; overkill:"
+        f" a good part judged defective. {cost_legend(cells)}",
         "",
         table(rows),
     ]
@@ -179,7 +213,15 @@ def timing_section(cells: Cells) -> list[str]:
         }
         for m, s in cells.cells()
     ]
-    legend = " ".join(["Mean ± 95% half-width over seeds.", *(f"{c}: {text}" for c, _, text in memory)])
+    legend = " ".join(
+        [
+            "Mean ± half-width of the 95% Student-t interval over seeds. *train s*: wall time of the fit;"
+            " *train images/s*: nominal training images per second (steps x images per step / train s);"
+            " *embedding images/s*: images embedded per second during evaluation; *eval s*: wall time"
+            " of the evaluation (embedding, neighbour search, metrics).",
+            *(f"{c}: {text}" for c, _, text in memory),
+        ]
+    )
     return ["### Timing", "", legend, "", table(rows)]
 
 
@@ -198,15 +240,19 @@ def sampling_section(cells: Cells, good: str | None) -> list[str]:
             {
                 "method": m,
                 "scheme": s,
-                "anchors (all seeds)": str(total),
+                "anchors (all seeds)": f"{total:,}",
                 "good share %": num(100 * anchors.get(good, 0) / total, 1) if total and good else "–",
-                "defect share % (min–max)": f"{num(100 * min(defect), 2)}–{num(100 * max(defect), 2)}"
+                "defect share % (min–max)": f"{num(100 * min(defect), 1)}–{num(100 * max(defect), 1)}"
                 if defect
                 else "–",
-                "tuples / seed": mean_ci(cells.summary(m, s, "sampling", "tuples"), 0),
-                "images seen / seed": mean_ci(cells.summary(m, s, "sampling", "images_seen"), 0),
-                "forward images / seed": mean_ci(cells.summary(m, s, "sampling", "forward_images"), 0),
-                "active share %": mean_ci(cells.summary(m, s, "sampling", "active_share", scale=100)),
+                "tuples / seed": mean_ci(cells.summary(m, s, "sampling", "tuples"), 0, grouped=True),
+                "images seen / seed": mean_ci(
+                    cells.summary(m, s, "sampling", "images_seen"), 0, grouped=True
+                ),
+                "forward images / seed": mean_ci(
+                    cells.summary(m, s, "sampling", "forward_images"), 0, grouped=True
+                ),
+                "active share %": rate_ci(cells.rate(m, s, "sampling", "active_share")),
             }
         )
         if total:
@@ -215,7 +261,15 @@ def sampling_section(cells: Cells, good: str | None) -> list[str]:
         "### What the samplers drew",
         "",
         "Anchors (or first pair elements, or batch images) actually drawn, summed over seeds: the"
-        " scheme's intent checked against what the method did.",
+        " scheme's intent checked against what the method did. Per seed, mean ± half-width of the"
+        " 95% Student-t interval: *tuples* are what the loss scored over the run: pairs (siamese),"
+        " triplets (mean-anchor triplet), images (classifier), and for the mined triplet every"
+        " triplet its miner formed inside each batch, which is why its count is orders of"
+        " magnitude larger for the same images; *images seen* are nominal (steps x images per"
+        " step); *forward images* are the images actually put through the trunk (the mean-anchor"
+        " triplet embeds one mean image per class instead of one anchor per triplet); *active"
+        " share* is the share of scored tuples with a non-zero loss, averaged over steps (the"
+        " tuples that still taught something), as a rate with its logit-scale interval.",
         "",
         table(rows),
         "<details><summary>Anchor share % by class code</summary>",

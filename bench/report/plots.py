@@ -44,20 +44,25 @@ def plot_confusions(
     """Row-normalized confusion matrices side by side, one panel per scheme.
 
     Rows are true classes, columns predicted; colours show the share of each true class on a
-    log scale (errors are small shares, invisible on a linear scale); cells hold raw counts.
+    log scale (errors are small shares, invisible on a linear scale) that starts at the share of
+    a single count in the largest row, so the scale spans what the counts can show; cells hold
+    raw counts, in black on light colours and white on dark ones.
     """
     n = max(len(matrices), 1)
     size = max(len(labels) for labels, _ in matrices.values()) if matrices else 2
     cell = 0.32 if size > 8 else 0.6
     fig = Figure(figsize=(n * (size * cell + 1.6), size * cell + 1.4), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
+    largest_row = max(
+        (float(np.asarray(m).sum(axis=1).max(initial=0)) for _, m in matrices.values()), default=1.0
+    )
+    norm = LogNorm(vmin=1.0 / max(largest_row, 2.0), vmax=1.0)
+    cmap = "viridis"
     image = None
     for ax, (scheme, (labels, matrix)) in zip(axes, matrices.items(), strict=False):
         matrix = np.asarray(matrix, dtype=np.float64)
         share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1.0)
-        image = ax.imshow(
-            np.where(share > 0, share, np.nan), cmap="viridis", norm=LogNorm(vmin=1e-3, vmax=1.0)
-        )
+        image = ax.imshow(np.where(share > 0, share, np.nan), cmap=cmap, norm=norm)
         ticks = np.arange(len(labels))
         tick_labels = [f"{c}*" if c == good else c for c in labels]
         ax.set_xticks(ticks, tick_labels, rotation=90, fontsize=7)
@@ -66,13 +71,35 @@ def plot_confusions(
         ax.set_ylabel("true")
         ax.set_title(scheme, fontsize=9)
         font = 5 if size > 8 else 8
+        colours = image.cmap(norm(np.clip(share, norm.vmin, 1.0)))
         for (i, j), count in np.ndenumerate(matrix):
             if count:
-                ax.text(j, i, f"{int(count)}", ha="center", va="center", fontsize=font, color="white")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(count)}",
+                    ha="center",
+                    va="center",
+                    fontsize=font,
+                    color=text_colour(colours[i, j]),
+                )
     if image is not None:
-        fig.colorbar(image, ax=list(axes), shrink=0.8, label="share of the true class")
-    fig.suptitle(f"{title} (summed over seeds; * = good class)", fontsize=10)
+        fig.colorbar(image, ax=list(axes), shrink=0.8, label="share of the true class (log scale)")
+    fig.suptitle(f"{title} (counts summed over seeds; * = good class)", fontsize=10)
     return save_figure(fig, path)
+
+
+def confusion_norm(matrices: Mapping[str, tuple[Sequence[str], np.ndarray]]) -> LogNorm:
+    """The log colour scale of ``plot_confusions``: from the share of one count in the largest
+    row (the smallest share any cell can hold) to 1."""
+    rows = [float(np.asarray(m).sum(axis=1).max(initial=0)) for _, m in matrices.values()]
+    return LogNorm(vmin=1.0 / max(max(rows, default=2.0), 2.0), vmax=1.0)
+
+
+def text_colour(rgba: Sequence[float]) -> str:
+    """Black on a light background, white on a dark one (by perceived luminance)."""
+    red, green, blue = rgba[:3]
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
 
 
 def plot_embeddings(path: Path, projections: Mapping[str, Mapping[str, list]], good: str | None) -> Path:
@@ -117,8 +144,8 @@ def plot_bars(
         path: the PNG to write.
         methods: x-axis groups in order.
         schemes: bars per group in order.
-        panels: {panel title: {(method, scheme): summary dict from ``bench.report.stats.summarize``}},
-            values already scaled for display.
+        panels: {panel title: {(method, scheme): summary dict of a rate in % from
+            ``bench.report.stats.summarize``}}; the intervals may be asymmetric.
     """
     from matplotlib import colormaps
 
@@ -150,7 +177,13 @@ def plot_bars(
         ax.set_ylabel(title)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=7, ncols=min(len(schemes), 6), title="scheme", title_fontsize=7)
-    fig.suptitle("Mean over seeds with 95% Student-t intervals", fontsize=10)
+    intervals = any(s.get("ci_low") is not None for table in panels.values() for s in table.values())
+    fig.suptitle(
+        "Mean over seeds; bars: 95% Student-t intervals on the logit scale"
+        if intervals
+        else "One seed per bar: no intervals",
+        fontsize=10,
+    )
     return save_figure(fig, path)
 
 

@@ -1,10 +1,13 @@
-"""Statistics over seeds: a mean with its 95% interval, and paired scheme comparisons.
+"""Statistics over seeds: means with their 95% intervals, paired scheme comparisons, the power
+of a paired comparison, and Holm's adjustment for a family of comparisons.
 
-Seeds are few (typically 3 to 10), so intervals use Student's t with n - 1 degrees of
-freedom rather than a normal approximation. Two schemes run on the same seeds share the
-seed's data split and initialization, so they are compared *paired* (a t test on the
-per-seed differences, ``scipy.stats.ttest_rel``), which removes the seed-to-seed variation
-both share. Undefined quantities are None, never NaN, so results stay valid JSON.
+The intervals themselves live in ``bench.core.intervals`` (the grid's seed-stopping rule uses
+the same ones). Rates get the logit-scale Student-t interval, which stays within [0, 100]%;
+other quantities and paired differences get the plain Student-t interval. Two schemes run on
+the same seeds share the seed's data split and initialization, so they are compared *paired*
+(a t test on the per-seed differences, ``scipy.stats.ttest_rel``), which removes the
+seed-to-seed variation both share. Undefined quantities are None, never NaN, so results stay
+valid JSON.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy import stats as sps
 
-CONFIDENCE = 0.95
+from bench.core.intervals import CONFIDENCE, rate_interval, t_interval
+
+ALPHA = 0.05
+POWER = 0.80
 
 
 def _clean(values: Iterable[float | None]) -> np.ndarray:
@@ -24,19 +30,17 @@ def _clean(values: Iterable[float | None]) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
-def _t_interval(mean: float, sd: float, n: int, confidence: float) -> tuple[float | None, float | None]:
-    if n < 2:
-        return None, None
-    half = float(sps.t.ppf(0.5 + confidence / 2.0, n - 1)) * sd / math.sqrt(n)
-    return mean - half, mean + half
-
-
-def summarize(values: Iterable[float | None], confidence: float = CONFIDENCE) -> dict:
-    """Mean, sample standard deviation and Student-t confidence interval of ``values``.
+def summarize(
+    values: Iterable[float | None], confidence: float = CONFIDENCE, rate_scale: float | None = None
+) -> dict:
+    """Mean, sample standard deviation and 95% interval of ``values``.
 
     Args:
         values: one value per seed; None or NaN entries are ignored.
         confidence: interval coverage (0.95 by default).
+        rate_scale: the values are rates in ``[0, rate_scale]`` (100 for %): the interval is the
+            logit-scale Student-t interval (``bench.core.intervals.rate_interval``), which stays
+            within the range. None: the plain Student-t interval.
 
     Returns:
         ``{"mean", "std", "n", "ci_low", "ci_high"}``; ``std`` and the interval are None when
@@ -48,7 +52,11 @@ def summarize(values: Iterable[float | None], confidence: float = CONFIDENCE) ->
         return {"mean": None, "std": None, "n": 0, "ci_low": None, "ci_high": None}
     mean = float(x.mean())
     sd = float(x.std(ddof=1)) if n > 1 else None
-    low, high = _t_interval(mean, sd or 0.0, n, confidence)
+    if rate_scale is None:
+        bounds = t_interval(mean, sd or 0.0, n, confidence)
+    else:
+        bounds = rate_interval(mean, sd or 0.0, n, rate_scale, confidence)
+    low, high = bounds if bounds is not None else (None, None)
     return {"mean": mean, "std": sd, "n": n, "ci_low": low, "ci_high": high}
 
 
@@ -63,7 +71,8 @@ def paired_comparison(
     variance: the t statistic is undefined, and scipy would return NaN).
 
     Returns:
-        ``{"mean_diff", "ci_low", "ci_high", "p_value", "n"}``.
+        ``{"mean_diff", "sd_diff", "ci_low", "ci_high", "p_value", "n"}`` (``sd_diff``: the
+        sample standard deviation of the differences, None when n < 2).
 
     Raises:
         ValueError: if ``a`` and ``b`` differ in length (they must be aligned by seed).
@@ -77,15 +86,74 @@ def paired_comparison(
     ]
     n = len(pairs)
     if n == 0:
-        return {"mean_diff": None, "ci_low": None, "ci_high": None, "p_value": None, "n": 0}
+        return {"mean_diff": None, "sd_diff": None, "ci_low": None, "ci_high": None, "p_value": None, "n": 0}
     xa, xb = np.array(pairs).T
     diff = xa - xb
     mean = float(diff.mean())
-    sd = float(diff.std(ddof=1)) if n > 1 else 0.0
-    low, high = _t_interval(mean, sd, n, confidence)
+    sd = float(diff.std(ddof=1)) if n > 1 else None
+    bounds = t_interval(mean, sd or 0.0, n, confidence)
+    low, high = bounds if bounds is not None else (None, None)
     p_value = None
     # Differences equal up to rounding count as zero variance (t would be huge and meaningless).
     if n > 1 and sd > 1e-12 * max(1.0, abs(mean)):
         p = float(sps.ttest_rel(xa, xb).pvalue)
         p_value = p if math.isfinite(p) else None
-    return {"mean_diff": mean, "ci_low": low, "ci_high": high, "p_value": p_value, "n": n}
+    return {"mean_diff": mean, "sd_diff": sd, "ci_low": low, "ci_high": high, "p_value": p_value, "n": n}
+
+
+def seeds_for_power(
+    difference: float | None, sd: float | None, alpha: float = ALPHA, power: float = POWER
+) -> int | None:
+    """Seeds a two-sided paired t test needs to detect ``difference`` with ``power`` at ``alpha``.
+
+    Takes the observed standard deviation of the paired differences as the true one and asks
+    ``statsmodels.stats.power.tt_solve_power`` for the number of pairs, rounded up (at least 2,
+    the fewest a t test can use). Where the solver does not converge (very large effects, whose
+    answer lies between 2 and 3 pairs), the smallest whole number of pairs whose power
+    (``TTestPower.power``; its upper tail alone where scipy returns NaN for the far one) reaches
+    ``power`` is used instead.
+
+    Returns:
+        The number of seeds, or None when it is undefined (no spread, or a difference that is
+        zero up to rounding).
+    """
+    if difference is None or sd is None or not sd > 0 or not abs(difference) > 1e-9 * sd:
+        return None
+    import warnings
+
+    from statsmodels.stats.power import TTestPower, tt_solve_power
+
+    effect = abs(difference) / sd
+
+    def enough(n: int) -> bool:
+        got = TTestPower().power(effect_size=effect, nobs=n, alpha=alpha, alternative="two-sided")
+        if not math.isfinite(got):  # scipy's far tail of a huge effect is NaN; it is ~0 there
+            got = TTestPower().power(effect_size=effect, nobs=n, alpha=alpha / 2, alternative="larger")
+        return got >= power
+
+    # A failed solve warns and returns NaN, handled below. Recorded rather than filtered: the
+    # solver's first failure imports statsmodels' exceptions module, which sets its own filters.
+    with warnings.catch_warnings(record=True):
+        solved = float(tt_solve_power(effect_size=effect, alpha=alpha, power=power, alternative="two-sided"))
+    if math.isfinite(solved):
+        return max(2, math.ceil(solved - 1e-6))
+    n = 2
+    while not enough(n):
+        n += 1
+    return n
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm-adjusted p values of one family (``statsmodels``' ``multipletests``, ``"holm"``).
+
+    None entries (comparisons without a test) are not part of the family and stay None.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    tested = [i for i, p in enumerate(p_values) if p is not None]
+    out: list[float | None] = [None] * len(p_values)
+    if tested:
+        adjusted = multipletests([p_values[i] for i in tested], alpha=ALPHA, method="holm")[1]
+        for i, p in zip(tested, adjusted, strict=True):
+            out[i] = float(p)
+    return out

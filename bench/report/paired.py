@@ -1,0 +1,144 @@
+"""Paired comparisons of each scheme against the baseline scheme, as families of tests.
+
+Every comparison the report makes is a paired t test of one method's scheme against
+``uniform`` on the seeds both ran. The comparisons of one metric in one study form a *family*
+(every method, every scheme but the baseline): the report picks its "best" scheme out of these
+after seeing them, so each p value is Holm-adjusted within its family, and verdicts are worded
+from the adjusted value. Next to each comparison: how many seeds a paired t test would need to
+detect the observed difference, and a 1-point difference, with 80% power at 5%.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.report.cells import BASELINE_SCHEME, Cells
+from bench.report.format import count, interval, num, p_text, seeds_text, table
+from bench.report.stats import ALPHA, POWER, holm, paired_comparison, seeds_for_power
+
+#: The metrics compared in pairs: (name, record path); each is a family of its own.
+PAIRED_METRICS = (
+    ("escape", ("metrics", "escape_rate")),
+    ("overkill", ("metrics", "overkill_rate")),
+    ("accuracy", ("metrics", "accuracy")),
+)
+
+
+def paired(
+    cells: Cells,
+    method: str,
+    scheme: str,
+    path: Sequence[str],
+    scale: float = 100.0,
+    baseline: str = BASELINE_SCHEME,
+) -> dict:
+    """``scheme`` minus ``baseline`` for ``method`` on the seeds both have (in points)."""
+    a = cells.values(method, scheme, *path)
+    b = cells.values(method, baseline, *path)
+    seeds = sorted(set(a) & set(b))
+
+    def scaled(d):
+        return [None if d[k] is None else float(d[k]) * scale for k in seeds]
+
+    return paired_comparison(scaled(a), scaled(b))
+
+
+def family(cells: Cells, path: Sequence[str]) -> dict[tuple[str, str], dict]:
+    """Every (method, scheme) comparison against the baseline on ``path``, with its family.
+
+    Each comparison (``paired_comparison``'s dict) gains ``p_holm`` (Holm-adjusted within the
+    family; None without a test), ``family`` (how many tests the family holds), and
+    ``seeds_power`` / ``seeds_power_1pp`` (seeds for 80% power at the observed difference and
+    at 1 point; None where undefined).
+    """
+    pairs = [
+        (m, s) for m, s in cells.cells() if s != BASELINE_SCHEME and (m, BASELINE_SCHEME) in cells.by_cell
+    ]
+    out = {pair: paired(cells, *pair, path) for pair in pairs}
+    adjusted = holm([out[pair]["p_value"] for pair in pairs])
+    size = sum(p is not None for p in adjusted)
+    for pair, p in zip(pairs, adjusted, strict=True):
+        cmp = out[pair]
+        cmp["p_holm"] = p
+        cmp["family"] = size
+        cmp["seeds_power"] = seeds_for_power(cmp["mean_diff"], cmp["sd_diff"])
+        cmp["seeds_power_1pp"] = seeds_for_power(1.0, cmp["sd_diff"])
+    return out
+
+
+def families(cells: Cells) -> dict[str, dict[tuple[str, str], dict]]:
+    """``family`` for each metric of ``PAIRED_METRICS`` (computed once per study: statsmodels'
+    Holm adjustment runs a full garbage collection on every call)."""
+    return {metric: family(cells, path) for metric, path in PAIRED_METRICS}
+
+
+def significant(cmp: dict) -> bool:
+    """Significant at ``ALPHA`` after the family's Holm adjustment."""
+    return cmp.get("p_holm") is not None and cmp["p_holm"] < ALPHA
+
+
+def p_phrase(cmp: dict, metric: str) -> str:
+    """``p = 0.012, Holm-adjusted over the 16 escape comparisons p = 0.190`` (or why there is none)."""
+    if cmp["n"] < 2:
+        return f"no test with {seeds_text(cmp['n'])}"
+    if cmp["p_value"] is None:
+        return "no test: every seed gave the same difference"
+    return (
+        f"p = {p_text(cmp['p_value'])}, Holm-adjusted over the {cmp['family']} {metric} comparisons"
+        f" p = {p_text(cmp['p_holm'])}"
+    )
+
+
+def power_phrase(cmp: dict) -> str:
+    """``80% power to detect this difference would take about 23 seeds (a 1-point one: 9)``."""
+    observed, one = cmp.get("seeds_power"), cmp.get("seeds_power_1pp")
+    if one is None:
+        return ""
+    at = f"about {count(observed)} seeds" if observed is not None else "no number of seeds (it is zero)"
+    return (
+        f" A paired t test would need {at} to detect a difference this size with {POWER:.0%} power"
+        f" at {ALPHA:g} ({count(one)} for 1 pp); it has {cmp['n']}."
+    )
+
+
+def paired_section(cells: Cells, by_metric: dict[str, dict] | None = None) -> list[str]:
+    out = [
+        "### Paired comparisons against uniform",
+        "",
+        "Scheme minus `uniform` for the same method on the same seeds, in percentage points: the mean"
+        " difference with its 95% Student-t interval, and the two-sided paired t test"
+        " (`scipy.stats.ttest_rel`). The comparisons of one metric form a family: *p Holm* is"
+        " Holm-adjusted within it (`statsmodels` `multipletests`), and a difference counts as"
+        f" significant only when *p Holm* < {ALPHA:g}. *Seeds for 80% power*: how many paired seeds a"
+        f" two-sided paired t test at {ALPHA:g} would need to detect the observed difference, and a"
+        " difference of 1 pp, taking the observed spread of the differences as the true one"
+        " (`statsmodels` `tt_solve_power`); compare with *seeds*. p is `–` with fewer than two seeds"
+        " or zero spread.",
+        "",
+    ]
+    by_metric = by_metric if by_metric is not None else families(cells)
+    if not any(by_metric.values()):
+        return [*out[:2], "No scheme ran beside `uniform` on the same method: nothing to compare.", ""]
+    for metric, _ in PAIRED_METRICS:
+        comparisons = by_metric[metric]
+        rows = [
+            {
+                "method": m,
+                "scheme": s,
+                "seeds": str(c["n"]),
+                "Δ pp": num(c["mean_diff"], 1),
+                "95% CI": interval(c, 1),
+                "p": p_text(c["p_value"]),
+                "p Holm": p_text(c["p_holm"]),
+                "seeds for 80% power (Δ)": count(c["seeds_power"]),
+                "seeds for 80% power (1 pp)": count(c["seeds_power_1pp"]),
+            }
+            for (m, s), c in comparisons.items()
+        ]
+        size = next(iter(comparisons.values()))["family"] if comparisons else 0
+        out += [
+            f"**{metric.capitalize()}** (family of {size} test{'s' if size != 1 else ''}):",
+            "",
+            table(rows),
+        ]
+    return out

@@ -1,0 +1,139 @@
+"""Seeds on demand, as the records tell it: which groups reached the seed target, which hit the
+cap. The grid's rule (``bench.grid.adaptive``) decided when to stop from the same intervals
+(``bench.core.intervals``); this module only reads the outcome back from the records, for the
+report's section and the terminal summary."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from bench.report.cells import Cells
+from bench.report.format import half, interval, num, rate_ci, seeds_text, table
+from bench.report.paired import paired
+
+#: Where each target metric sits in a record (the names of ``bench run --target-metric``).
+TARGET_PATHS = {
+    "accuracy": ("metrics", "accuracy"),
+    "escape": ("metrics", "escape_rate"),
+    "overkill": ("metrics", "overkill_rate"),
+}
+
+
+def study_target(records: Sequence[dict]) -> dict | None:
+    """The seed target the study's records were run under (the latest record's), or None."""
+    tagged = [r for r in records if isinstance(r.get("seed_target"), dict)]
+    if not tagged:
+        return None
+    return max(tagged, key=lambda r: (r.get("finished_at") or "", r["hash"]))["seed_target"]
+
+
+def _tried(cells: Cells, records: Sequence[dict]) -> dict[tuple[str, str], int]:
+    """Seeds each group was given, failed cells included (what ``max_seeds`` counts)."""
+    seeds: dict[tuple[str, str], set] = defaultdict(set)
+    for rec in records:
+        cfg = rec["config"]
+        seeds[(cells.labels.get(rec["hash"], cfg.get("method")), cfg.get("scheme"))].add(cfg.get("seed"))
+    return {group: len(s) for group, s in seeds.items()}
+
+
+def status(width: float | None, tried: int, goal: float, cap: int) -> tuple[str, str]:
+    """(short, long) wording of where a group stands against a target half-width ``goal``."""
+    if width is not None and width <= goal:
+        if tried >= cap:
+            return "met at cap", f"within ±{goal:g} at the cap of {cap} seeds"
+        return "met early", f"within ±{goal:g} after {seeds_text(tried)}: stopped before the cap of {cap}"
+    if tried >= cap:
+        return "hit cap", f"still above ±{goal:g}: hit the cap of {cap} seeds"
+    return (
+        "open",
+        f"above ±{goal:g} with {tried} of {cap} seeds: the run ended before the rule did (resume it)",
+    )
+
+
+def mean_rows(cells: Cells, records: Sequence[dict], target: dict, short: bool = False) -> list[dict]:
+    path, goal, cap = TARGET_PATHS.get(target.get("metric", "accuracy")), target["ci"], target["max_seeds"]
+    tried = _tried(cells, records)
+    rows = []
+    for m, s in cells.cells():
+        summary = cells.rate(m, s, *path)
+        width = half(summary)
+        rows.append(
+            {
+                "method": m,
+                "scheme": s,
+                "seeds": str(tried.get((m, s), 0)),
+                f"{target.get('metric', 'accuracy')} %": rate_ci(summary),
+                "half-width": num(width, 1),
+                "target": status(width, tried.get((m, s), 0), goal, cap)[0 if short else 1],
+            }
+        )
+    return rows
+
+
+def diff_rows(cells: Cells, records: Sequence[dict], target: dict, short: bool = False) -> list[dict]:
+    path, goal, cap = (
+        TARGET_PATHS.get(target.get("metric", "accuracy")),
+        target["diff_ci"],
+        target["max_seeds"],
+    )
+    base = target.get("against", "uniform")
+    tried = _tried(cells, records)
+    rows = []
+    for m, s in cells.cells():
+        if s == base or (m, base) not in cells.by_cell:
+            continue
+        cmp = paired(cells, m, s, path, baseline=base)
+        width = half(cmp)
+        both = min(tried.get((m, s), 0), tried.get((m, base), 0))
+        rows.append(
+            {
+                "method": m,
+                "scheme": f"{s} - {base}",
+                "paired seeds": str(cmp["n"]),
+                "Δ pp": num(cmp["mean_diff"], 1),
+                "95% CI": interval(cmp, 1),
+                "half-width": num(width, 1),
+                "target": status(width, both, goal, cap)[0 if short else 1],
+            }
+        )
+    return rows
+
+
+def seed_target_section(cells: Cells, records: Sequence[dict]) -> list[str]:
+    """The report's account of a seed-target run; nothing for a run with fixed seeds."""
+    target = study_target(records)
+    if target is None:
+        return []
+    metric = target.get("metric", "accuracy")
+    out = [
+        "### Seeds: target and stopping",
+        "",
+        "This study ran its start seeds for every method x scheme, then added seeds in rounds only"
+        f" where an interval of the {metric} was still too wide, up to {target['max_seeds']} seeds"
+        " (`--max-seeds`). The rule stops on an interval's width, never on its position, so it does"
+        " not steer the means; a group that stopped early may have an interval slightly narrower"
+        " than its true spread warrants (it stops sooner when its first seeds happen to agree).",
+        "",
+    ]
+    for key, rows_of, what in (
+        ("ci", mean_rows, f"each group's mean {metric} (`--target-ci`)"),
+        (
+            "diff_ci",
+            diff_rows,
+            f"each scheme's paired {metric} difference against `{target.get('against', 'uniform')}` (`--target-diff-ci`)",
+        ),
+    ):
+        if target.get(key) is None:
+            continue
+        rows = rows_of(cells, records, target)
+        met = sum(r["target"].startswith("within") for r in rows)
+        capped = sum(r["target"].startswith("still above") for r in rows)
+        out += [
+            f"Target: 95% interval half-width at most ±{target[key]:g} point{'' if target[key] == 1 else 's'}"
+            f" for {what}. {met} of"
+            f" {len(rows)} stopped within it, {capped} hit the cap.",
+            "",
+            table(rows),
+        ]
+    return out

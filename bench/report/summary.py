@@ -1,0 +1,53 @@
+"""The terminal summary of a run: per study, the headline rates of every method x scheme and,
+for a seed-target run, where each group stands against the target. Plain rows of text, so the
+CLI only lays them out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.report.build import studies, study_title
+from bench.report.cells import Cells
+from bench.report.format import rate_ci
+from bench.report.seed_target import diff_rows, mean_rows, study_target
+
+
+def summary_tables(records: Sequence[dict]) -> list[tuple[str, list[dict[str, str]]]]:
+    """``[(title, rows)]``: per study, a headline table (rates in %, mean and 95% interval; with
+    ``--target-ci`` also the target's status per group), and with ``--target-diff-ci`` a table
+    of the paired differences' status."""
+    out = []
+    for study in studies(records):
+        cells = Cells(study)
+        if not cells.cells():
+            continue
+        title = study_title(study[0]["config"])
+        target = study_target(study)
+        status = {}
+        if target is not None and target.get("ci") is not None:
+            status = {(r["method"], r["scheme"]): r for r in mean_rows(cells, study, target, short=True)}
+        rows = []
+        for m, s in cells.cells():
+            row = {
+                "method": m,
+                "scheme": s,
+                "seeds": str(len(cells.by_cell[(m, s)])),
+                "accuracy %": rate_ci(cells.rate(m, s, "metrics", "accuracy")),
+                "escape %": rate_ci(cells.rate(m, s, "metrics", "escape_rate")),
+                "overkill %": rate_ci(cells.rate(m, s, "metrics", "overkill_rate")),
+            }
+            if (m, s) in status:
+                row[f"target ±{target['ci']:g}"] = (
+                    f"{status[(m, s)]['target']} (±{status[(m, s)]['half-width']})"
+                )
+            rows.append(row)
+        out.append((f"{title}: headline (mean and 95% interval over seeds)", rows))
+        if target is not None and target.get("diff_ci") is not None:
+            diffs = diff_rows(cells, study, target, short=True)
+            out.append(
+                (
+                    f"{title}: paired {target.get('metric', 'accuracy')} differences, target ±{target['diff_ci']:g}",
+                    diffs,
+                )
+            )
+    return out
