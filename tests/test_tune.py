@@ -68,7 +68,8 @@ def test_tune_takes_every_grid_flag_of_run():
         sub = next(a for a in _parser()._actions if a.dest == "command").choices[command]
         return {s for a in sub._actions for s in a.option_strings}
 
-    run_only = {"--seeds", "--seed", "--params-from", "--dry-run"}
+    seed_target = {"--target-ci", "--target-diff-ci", "--against", "--target-metric", "--max-seeds"}
+    run_only = {"--seeds", "--seed", "--params-from", "--dry-run", *seed_target}
     assert options("run") - run_only <= options("tune")
     assert {
         "--trials",
