@@ -87,8 +87,9 @@ def test_describe_datasets_rows(monkeypatch, tmp_path):
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "absent")
     monkeypatch.delenv(fashion_mnist.ENV_VAR, raising=False)
     rows = {row["name"]: row for row in describe_datasets()}
-    keys = {"name", "image_size", "classes", "images", "counts", "balance", "source"}
+    keys = {"name", "image_size", "classes", "images", "counts", "balance", "source", "inputs"}
     assert all(set(row) == keys for row in rows.values())
+    assert rows["inspection"]["inputs"].startswith("pixel: per-pixel train mean/std, std floor")
     insp = rows["inspection"]
     assert insp["image_size"] == "39x36" and insp["classes"] == 19
     assert insp["counts"] == {"train": 1380, "val": 345, "test": 575}

@@ -94,7 +94,8 @@ def evaluate(
         ``metrics`` (the headline rule's test metrics merged with the retrieval metrics),
         ``metrics_by_rule`` ({rule: test metrics + retrieval}), ``val_metrics_by_rule``
         ({rule: compact metrics}), ``headline_rule``, ``embed_images_per_s`` (over the three
-        splits), ``eval_s`` (wall time of this call, embedding included) and ``embedding_2d``.
+        splits), ``eval_s`` (wall time of this call, embedding included), ``embedding_2d`` and
+        ``test_embeddings`` (the (n, d) tensor, for the training-health check; not recorded).
 
     Raises:
         BenchError: for an unknown headline rule, or the ``head`` rule on a method without one.
@@ -163,6 +164,7 @@ def evaluate(
         "embed_images_per_s": float(n_embedded / embed_s) if embed_s > 0 else None,
         "eval_s": float(time.perf_counter() - started),
         "embedding_2d": projection,
+        "test_embeddings": emb["test"],
     }
 
 

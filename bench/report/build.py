@@ -19,6 +19,7 @@ from bench.core.atomic import write_text_atomic
 from bench.report.cells import PLOTS_DIR, REPORT_FILE, Cells, dig, load_records, study_key
 from bench.report.comparisons import answer_section
 from bench.report.figures import plot_section, slug
+from bench.report.health import health_section
 from bench.report.method_tables import method_sections
 from bench.report.overview import (
     failed_section,
@@ -36,7 +37,8 @@ logger = logging.getLogger(__name__)
 def study_title(cfg: dict) -> str:
     budget = cfg.get("budget") or {}
     steps = f", {budget['steps']} steps" if "steps" in budget else ""
-    return f"{cfg.get('dataset')} · trunk {cfg.get('trunk')}{steps}"
+    inputs = f", inputs {cfg['inputs']}" if cfg.get("inputs") else ""
+    return f"{cfg.get('dataset')} · trunk {cfg.get('trunk')}{steps}{inputs}"
 
 
 def studies(records: Iterable[dict]) -> list[list[dict]]:
@@ -81,6 +83,7 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
         comparisons = families(cells)
         out += answer_section(cells, comparisons)
         out += plot_section(cells, plot_dir, prefix + "-" if len(grouped) > 1 else "", good, rule)
+        out += health_section(cells, plot_dir, prefix + "-" if len(grouped) > 1 else "")
         out += paired_section(cells, comparisons)
         out += method_sections(cells, rule)
         out += timing_section(cells)

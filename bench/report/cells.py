@@ -29,6 +29,7 @@ STUDY_KEYS = (
     "cost_escape",
     "cost_overkill",
     "good_share",
+    "inputs",
 )
 
 
