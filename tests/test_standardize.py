@@ -100,6 +100,8 @@ def test_a_record_without_inputs_means_raw_and_keeps_its_hash():
     assert new.inputs == "pixel" and new.hash != CellConfig.from_dict({**new.to_dict(), "inputs": "raw"}).hash
     again = CellConfig.from_dict(json.loads(json.dumps(new.to_dict())))
     assert again.inputs == "pixel" and again.hash == new.hash
+    chosen = GridConfig(methods=("siamese",), schemes=("uniform",), inputs="global").cells()[0]
+    assert chosen.inputs == "global" and chosen.hash not in (new.hash, cell.hash)
 
 
 def test_dry_run_and_config_file_carry_inputs(tmp_path, capsys):
