@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from bench.core.atomic import write_text_atomic
-from bench.report.cells import PLOTS_DIR, REPORT_FILE, Cells, dig, load_records, study_key
+from bench.report.cells import PLOTS_DIR, REPORT_FILE, Cells, dig, load_records, study_inputs, study_key
 from bench.report.comparisons import answer_section
 from bench.report.figures import plot_section, slug
 from bench.report.health import health_section
@@ -34,11 +34,11 @@ from bench.report.seed_target import seed_target_section
 logger = logging.getLogger(__name__)
 
 
-def study_title(cfg: dict) -> str:
+def study_title(cfg: dict, inputs: str | None = None) -> str:
     budget = cfg.get("budget") or {}
     steps = f", {budget['steps']} steps" if "steps" in budget else ""
-    inputs = f", inputs {cfg['inputs']}" if cfg.get("inputs") else ""
-    return f"{cfg.get('dataset')} · trunk {cfg.get('trunk')}{steps}{inputs}"
+    named = f", inputs {inputs}" if inputs else ""
+    return f"{cfg.get('dataset')} · trunk {cfg.get('trunk')}{steps}{named}"
 
 
 def studies(records: Iterable[dict]) -> list[list[dict]]:
@@ -68,7 +68,7 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
     used: set[str] = set()
     for study in grouped:
         cfg = study[0]["config"]
-        title = study_title(cfg)
+        title = study_title(cfg, study_inputs(study))
         prefix = slug(title)
         while prefix in used:  # two studies that differ only in options the title omits
             prefix += "-b"

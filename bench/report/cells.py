@@ -31,6 +31,9 @@ STUDY_KEYS = (
     "good_share",
     "inputs",
 )
+#: What a study key reads for a key a record lacks: records made before ``inputs`` existed
+#: were made on raw pixels, so they share a study with new ``raw`` records.
+STUDY_DEFAULTS = {"inputs": "raw"}
 
 
 # --------------------------------------------------------------------------- records
@@ -63,7 +66,12 @@ def canonical(value) -> str:
 
 def study_key(rec: dict) -> str:
     cfg = rec["config"]
-    return canonical({k: cfg.get(k) for k in STUDY_KEYS})
+    return canonical({k: cfg.get(k, STUDY_DEFAULTS.get(k)) for k in STUDY_KEYS})
+
+
+def study_inputs(records: Sequence[dict]) -> str | None:
+    """The ``inputs`` a study's records name; None when none does (all made before it existed)."""
+    return next((r["config"]["inputs"] for r in records if r["config"].get("inputs")), None)
 
 
 def method_key(name: str) -> tuple:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from bench.report import plots
-from bench.report.cells import Cells, canonical, dig, is_ok, method_key, scheme_key
+from bench.report.cells import Cells, canonical, dig, is_ok, method_key, scheme_key, study_inputs
 from bench.report.format import cell_text, mean_ci, num, rate_ci, table
 
 
@@ -26,7 +26,7 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
         + (f" ({cell_text(ds['source'])})" if ds.get("source") else "")
         + f"; {len(ds.get('classes', []))} classes, good class `{good}`"
         + (f", images {ds['image_shape'][0]} x {ds['image_shape'][1]}" if ds.get("image_shape") else ""),
-        *_inputs_line(cfg, ds),
+        *_inputs_line(study_inputs(records), ds),
         f"- **Trunk:** `{cfg.get('trunk')}`; **budget:** "
         + ", ".join(f"{k} {budget[k]}" for k in sorted(budget)),
         f"- **Seeds:** {', '.join(str(s) for s in seeds)} ({len(seeds)})",
@@ -131,9 +131,8 @@ _INPUTS_TEXT = {
 }
 
 
-def _inputs_line(cfg: dict, ds: dict) -> list[str]:
+def _inputs_line(inputs: str | None, ds: dict) -> list[str]:
     """The set-up's inputs line; none for records made before ``inputs`` existed."""
-    inputs = cfg.get("inputs")
     if not inputs:
         return []
     stats = ds.get("inputs") or {}
