@@ -26,8 +26,8 @@ RULE_TEXT = (
 def _range(values: list[float], digits: int) -> str:
     if not values:
         return "–"
-    low, high = min(values), max(values)
-    return num(low, digits) if low == high else f"{num(low, digits)}–{num(high, digits)}"
+    low, high = num(min(values), digits), num(max(values), digits)
+    return low if low == high else f"{low}–{high}"
 
 
 def health_section(cells: Cells, plot_dir: Path, prefix: str) -> list[str]:

@@ -266,7 +266,8 @@ def plot_loss_curves(
     for ax in axes[len(curves) :]:
         ax.set_axis_off()
     handles = [axes[0].plot([], [], color=colour[s], lw=1, label=s)[0] for s in schemes]
-    handles.append(axes[0].plot([], [], color="red", lw=1, label="collapsed seed")[0])
+    if any(run[3] for runs in curves.values() for run in runs):
+        handles.append(axes[0].plot([], [], color="red", lw=1, label="collapsed seed")[0])
     handles.append(axes[0].plot([], [], color="grey", ls="--", lw=0.8, label="collapse value")[0])
     fig.legend(handles=handles, loc="outside right upper", fontsize=7)
     fig.suptitle("Training loss per seed (mean of each logged window)", fontsize=10)
