@@ -14,6 +14,7 @@ from bench.cli import main
 from bench.evaluation.health import (
     collapse_signs,
     effective_rank,
+    embedding_spread,
     loss_curve,
     pc1_share,
     training_health,
@@ -61,11 +62,11 @@ def test_collapse_signs_each_fire_alone_and_spare_few_class_sets():
 
 def test_training_health_record_entry():
     history = [0.5 * 0.97**i for i in range(600)]
-    health = training_health(_isotropic(), 10, history, 0.5, every=10, steps=6000)
+    health = training_health(embedding_spread(_isotropic()), 10, history, 0.5, every=10, steps=6000)
     assert health["collapsed"] is False and not any(health["signs"].values())
     assert health["final_loss"] == pytest.approx(history[-1], rel=1e-5)
     json.dumps(health)
-    stuck = training_health(_isotropic(), 10, [0.5] * 60, 0.5, every=10, steps=600)
+    stuck = training_health(embedding_spread(_isotropic()), 10, [0.5] * 60, 0.5, every=10, steps=600)
     assert stuck["collapsed"] is True and stuck["signs"]["stuck_loss"]
 
 

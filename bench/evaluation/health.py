@@ -104,8 +104,17 @@ def collapse_signs(
     }
 
 
+def embedding_spread(embeddings: torch.Tensor) -> dict:
+    """``effective_rank``, ``pc1_share`` and ``dimensions`` (d) of embeddings (n, d)."""
+    return {
+        "effective_rank": effective_rank(embeddings),
+        "pc1_share": pc1_share(embeddings),
+        "dimensions": int(embeddings.shape[1]),
+    }
+
+
 def training_health(
-    test_embeddings: torch.Tensor,
+    spread: dict,
     classes: int,
     loss_history: list[float],
     collapse_loss: float | None,
@@ -115,7 +124,7 @@ def training_health(
     """The ``health`` entry of a record.
 
     Args:
-        test_embeddings: (n, d) embeddings of the test split.
+        spread: ``embedding_spread`` of the test split's embeddings.
         classes: number of classes.
         loss_history: mean training loss per window of ``every`` steps.
         collapse_loss: the loss a collapsed embedding scores, or None when the method's loss
@@ -127,10 +136,9 @@ def training_health(
         ``effective_rank``, ``pc1_share``, ``final_loss``, ``collapse_loss``, ``signs`` (the
         three of ``collapse_signs``), ``collapsed`` (any of them) and ``loss_curve``.
     """
-    rank = effective_rank(test_embeddings)
-    pc1 = pc1_share(test_embeddings)
+    rank, pc1 = spread["effective_rank"], spread["pc1_share"]
     final = float(loss_history[-1]) if loss_history else None
-    signs = collapse_signs(rank, pc1, final, collapse_loss, classes, int(test_embeddings.shape[1]))
+    signs = collapse_signs(rank, pc1, final, collapse_loss, classes, spread["dimensions"])
     return {
         "effective_rank": round(rank, 4),
         "pc1_share": round(pc1, 4),

@@ -162,7 +162,7 @@ def run_cell(
         )
         sampling = dict(method.sampling_)
         health = training_health(
-            result["test_embeddings"],
+            result["test_spread"],
             train.num_classes,
             list(method.loss_history_),
             method.collapse_loss(),
