@@ -148,3 +148,14 @@ def test_runner_hands_every_method_the_standardized_splits(inputs, spy, monkeypa
     assert torch.equal(spy.seen["train"], clean.train.images)  # val/test poison never reached it
     assert torch.equal(spy.seen["val"], stats.apply(poisoned.val.images))
     assert record["dataset"]["inputs"] == stats.describe()
+
+
+def test_tuning_trials_get_the_same_standardized_splits(monkeypatch):
+    # bench tune fits its trials on prepare_cell's splits: the cell's inputs apply there too.
+    monkeypatch.setattr(runner, "prepare_data", lambda dataset, options, seed: _toy(poison=1e6))
+    cell = CellConfig("toy", "classifier", "uniform", 0)
+    splits, plan = runner.prepare_cell(cell)
+    clean, _ = standardize_splits(_toy(), "pixel")
+    assert torch.equal(splits.train.images, clean.train.images) and plan.classes == CODES
+    raw = CellConfig.from_dict({**cell.to_dict(), "inputs": "raw"})
+    assert torch.equal(runner.prepare_cell(raw)[0].train.images, _toy().train.images)

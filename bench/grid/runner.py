@@ -167,7 +167,7 @@ def run_cell(
             list(method.loss_history_),
             method.collapse_loss(),
             RECORD_EVERY,
-            cell.budget.steps,
+            budget.steps,
         )
         record.update(
             status="ok",
