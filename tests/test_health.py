@@ -184,7 +184,7 @@ def test_records_without_inputs_or_health_add_nothing_to_the_report(tmp_path):
     from pathlib import Path
 
     from bench.report import load_records
-    from bench.report.build import _study_title
+    from bench.report.build import study_title
     from bench.report.cells import Cells, study_inputs, study_key
     from bench.report.health import health_section
     from bench.report.overview import setup_section
@@ -196,7 +196,7 @@ def test_records_without_inputs_or_health_add_nothing_to_the_report(tmp_path):
     assert not (tmp_path / "plots").exists()
     setup = "\n".join(setup_section(records, cells))
     assert "Inputs" not in setup and "cpu_capability" not in setup
-    assert _study_title(records[0]["config"], study_inputs(records)) == "inspection · trunk mlp, 600 steps"
+    assert study_title(records[0]["config"], study_inputs(records)) == "inspection · trunk mlp, 600 steps"
     # New raw records share a study with the old ones (made on raw pixels), and name it.
     new = [{**records[0], "config": {**records[0]["config"], "inputs": "raw"}}]
     assert study_key(new[0]) == study_key(records[0]) and study_inputs(records + new) == "raw"
