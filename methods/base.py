@@ -105,7 +105,7 @@ class EmbeddingMethod:
     - ``sampling_``: JSON-serializable record of what fit drew: ``anchor_counts`` and
       ``negative_counts`` (code -> count), ``tuples``, ``active_share``, ``steps``,
       ``images_seen`` (nominal, ``steps * batch_images``), ``forward_images`` (actual).
-    - ``loss_history_``: mean training loss of every ``RECORD_EVERY`` steps.
+    - ``loss_history_``: mean training loss of every ``RECORD_EVERY`` steps (see ``collapse_loss``).
     - ``checkpoint_``: with ``budget.eval_every > 0`` and a validation split, the selected
       step and validation 1-NN accuracies; otherwise None (final weights).
 
@@ -241,6 +241,10 @@ class EmbeddingMethod:
         for module in self._extra.values():
             module.eval()
         return self
+
+    def collapse_loss(self) -> float | None:
+        """Loss of a fitted run whose embedding collapsed to one point; None when undefined."""
+        return None
 
     def _train_loop(self, train, val, weight_table, steps, dev, progress) -> None:
         c = self._num_classes

@@ -37,6 +37,15 @@ class Classifier(EmbeddingMethod):
         self.head_ = nn.Linear(budget.embedding_size, self._num_classes)
         return {"head": self.head_}
 
+    def collapse_loss(self) -> float:
+        """Cross-entropy of the best constant prediction: the entropy of the (label-smoothed)
+        class frequencies the fit drew. A collapsed trunk leaves the head nothing better."""
+        counts = torch.tensor(list(self.sampling_["anchor_counts"].values()), dtype=torch.float64)
+        eps = float(self.label_smoothing)
+        target = (1 - eps) * counts / counts.sum().clamp(min=1) + eps / len(counts)
+        target = target[target > 0]
+        return float(-(target * target.log()).sum())
+
     def _draw(self, weights: torch.Tensor) -> Batch:
         index, gen = self._index, self._generator
         classes = index.draw_classes(weights, self._batch_images, gen)

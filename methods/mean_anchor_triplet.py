@@ -107,6 +107,10 @@ class MeanAnchorTriplet(EmbeddingMethod):
         self._loss_fn = TripletMarginLoss(margin=self.margin, distance=distance, reducer=DoNothingReducer())
         return {}
 
+    def collapse_loss(self) -> float:
+        """Every distance 0: each triplet scores the margin, under either reduction."""
+        return float(self.margin)
+
     def _draw(self, weights: torch.Tensor) -> Batch:
         index, gen = self._index, self._generator
         anchors = index.draw_classes(weights, self._triplets, gen)

@@ -323,6 +323,11 @@ class MinedTriplet(EmbeddingMethod):
         self._loss_fn = TripletMarginLoss(margin=self.margin, distance=distance, reducer=DoNothingReducer())
         return {}
 
+    def collapse_loss(self) -> float:
+        """The margin: as distances shrink to one value every mined triplet scores about the
+        margin (an exact collapse leaves semihard mining nothing to mine: the rank shows it)."""
+        return float(self.margin)
+
     def _draw(self, weights: torch.Tensor) -> Batch:
         index, gen = self._index, self._generator
         groups = index.draw_classes(weights, self._groups, gen)

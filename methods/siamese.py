@@ -110,6 +110,13 @@ class Siamese(EmbeddingMethod):
         self._positives = int(round(pairs * self.pair_positive_share))
         return {}
 
+    def collapse_loss(self) -> float:
+        """Every pair at distance 0: positives score 0, negatives the margin, so ``margin`` times
+        the share of negative pairs (``"mean"``), or ``margin`` (``"mean-nonzero"``)."""
+        if self.reduction == "mean-nonzero":
+            return float(self.margin)
+        return float(self.margin) * (self._pairs - self._positives) / self._pairs
+
     def _draw(self, weights: torch.Tensor) -> Batch:
         index, gen, k = self._index, self._generator, self._positives
         classes = index.draw_classes(weights, self._pairs, gen)

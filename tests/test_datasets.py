@@ -14,6 +14,7 @@ from bench.datasets import (
     list_datasets,
     load_dataset,
 )
+from bench.datasets.describe import describe_image_set
 
 
 def test_builtin_sources_are_registered():
@@ -87,8 +88,17 @@ def test_describe_datasets_rows(monkeypatch, tmp_path):
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "absent")
     monkeypatch.delenv(fashion_mnist.ENV_VAR, raising=False)
     rows = {row["name"]: row for row in describe_datasets()}
-    keys = {"name", "image_size", "classes", "images", "counts", "balance", "source"}
+    keys = {"name", "image_size", "classes", "images", "counts", "balance", "source", "inputs"}
     assert all(set(row) == keys for row in rows.values())
+    assert (
+        rows["inspection"]["inputs"]
+        == "pixel: per-pixel train mean/std, std floor 0.0117 (0 of 1404 px raised)"
+    )
+    digits = load_dataset("digits")
+    assert describe_image_set(digits, inputs="raw")["inputs"] == "raw: pixels as loaded"
+    assert describe_image_set(digits, inputs="global")["inputs"].startswith(
+        "global: one train mean/std (std 0.3"
+    )
     insp = rows["inspection"]
     assert insp["image_size"] == "39x36" and insp["classes"] == 19
     assert insp["counts"] == {"train": 1380, "val": 345, "test": 575}

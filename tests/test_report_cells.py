@@ -77,6 +77,7 @@ OTHER_VALUE = {
     "cost_escape": 5.0,
     "cost_overkill": 2.0,
     "good_share": 0.8,
+    "inputs": "global",
 }
 
 

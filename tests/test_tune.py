@@ -278,7 +278,6 @@ def test_tuning_never_embeds_or_scores_the_test_split(objective, tmp_path, monke
             return Splits(s.train, s.val, replace(s.test, images=bad)) if poison else s
 
         monkeypatch.setattr(runner, "split_dataset", poisoned)
-        monkeypatch.setattr(runner, "_SPLITS", {})
         out = tmp_path / f"tune-{poison}"
         args = ["tune", "--method", "classifier", *TINY, "--trials", "2", "--objective", objective]
         assert main([*args, "--executor", "local", "--out", str(out)]) == 0

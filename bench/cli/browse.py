@@ -54,12 +54,12 @@ def list_command(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def datasets_command(console: Console) -> int:
+def datasets_command(args: argparse.Namespace, console: Console) -> int:
     from bench.datasets import describe_datasets
 
-    rows = describe_datasets()
-    table = Table(title="datasets")
-    for col in ("name", "image size", "classes", "train", "val", "test", "balance", "source"):
+    rows = describe_datasets(args.inputs)
+    table = Table(title=f"datasets (inputs {args.inputs}; --inputs pixel|global|raw)")
+    for col in ("name", "image size", "classes", "train", "val", "test", "balance", "source", "inputs"):
         table.add_column(col)
     for r in rows:
         counts = r.get("counts") or {}
@@ -70,6 +70,7 @@ def datasets_command(console: Console) -> int:
             *(str(counts.get(s, "")) for s in ("train", "val", "test")),
             str(r.get("balance", "")),
             str(r.get("source", "")),
+            str(r.get("inputs") or ""),
         )
     console.print(table)
     return 0
@@ -81,6 +82,7 @@ def rerun_command(args: argparse.Namespace, console: Console) -> int:
     check_device(args.device)
     record, fresh, diffs = rerun(Path(args.run_dir), args.hash, device=args.device, threads=args.threads)
     label = CellConfig.from_dict(record["config"]).label
+    _warn_other_machine(record.get("env"), fresh.get("env"), console)
     if not diffs:
         console.print(f"{record['hash']} ({label}): rerun matches the record ({fresh['status']})")
         return 0
@@ -88,6 +90,31 @@ def rerun_command(args: argparse.Namespace, console: Console) -> int:
     for line in diffs[:50]:
         console.print(f"  {line}", highlight=False)
     return 1
+
+
+def _warn_other_machine(recorded: dict | None, now: dict | None, console: Console) -> None:
+    """Say so, with both fingerprints, when the rerun's machine is not the record's."""
+    from bench.core.environment import fingerprint
+
+    before, after = fingerprint(recorded), fingerprint(now)
+    if before == after:
+        return
+    console.print(
+        "warning: this machine's fingerprint differs from the record's: per-seed numbers of cells far"
+        " from convergence may differ across machines (CPU kernels, BLAS and threads round differently)",
+        highlight=False,
+    )
+    table = Table(show_header=True)
+    for col in ("", "record", "this machine"):
+        table.add_column(col)
+    for key in before:
+        table.add_row(
+            key,
+            "not recorded" if before[key] is None else str(before[key]),
+            "–" if after[key] is None else str(after[key]),
+            style="bold" if before[key] != after[key] else None,
+        )
+    console.print(table)
 
 
 def report_command(run_dir: Path, console: Console) -> int:

@@ -14,6 +14,7 @@ from bench.cli.browse import datasets_command, list_command, report_command, rer
 from bench.cli.run import add_execution_arguments, add_grid_arguments, run_command
 from bench.cli.tune import add_tune_arguments, tune_command
 from bench.core.errors import BenchError
+from bench.datasets.standardize import INPUTS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,7 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("run_dir")
 
-    sub.add_parser("datasets", help="describe the built-in datasets", formatter_class=RichHelpFormatter)
+    datasets = sub.add_parser(
+        "datasets", help="describe the built-in datasets", formatter_class=RichHelpFormatter
+    )
+    datasets.add_argument(
+        "--inputs", choices=INPUTS, default="pixel", help="input standardization to describe (default pixel)"
+    )
 
     again = sub.add_parser(
         "rerun", help="rerun one recorded cell and report any difference", formatter_class=RichHelpFormatter
@@ -118,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             return report_command(Path(args.run_dir), console)
         if args.command == "datasets":
-            return datasets_command(console)
+            return datasets_command(args, console)
         if args.command == "rerun":
             return rerun_command(args, console)
         if args.command == "profile":

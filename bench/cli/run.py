@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.core.errors import BenchError, unknown_name
+from bench.datasets.standardize import INPUTS
 from bench.grid.adaptive import SeedTarget
 from bench.grid.config import GridConfig, load_grid_toml
 from bench.grid.executors import EXECUTORS, ExecutorOptions
@@ -42,6 +43,12 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", action="append", help="method (repeatable)")
     parser.add_argument("--scheme", action="append", help="balance scheme (repeatable; good-xK for any K)")
     parser.add_argument("--trunk", help="shared trunk: mlp or cnn (default mlp)")
+    parser.add_argument(
+        "--inputs",
+        choices=INPUTS,
+        help="input standardization, statistics from the training split only: pixel (default; per-pixel "
+        "mean and std), global (one mean and std) or raw (pixels as loaded)",
+    )
     parser.add_argument("--steps", type=int, help=f"optimizer steps (default {Budget.steps})")
     parser.add_argument(
         "--batch-images", type=int, help=f"nominal images per step (default {Budget.batch_images})"
@@ -146,6 +153,7 @@ def grid_from_args(
     for flag, key in (
         ("dataset", "dataset"),
         ("trunk", "trunk"),
+        ("inputs", "inputs"),
         ("headline_rule", "headline_rule"),
         ("cost_escape", "cost_escape"),
         ("cost_overkill", "cost_overkill"),

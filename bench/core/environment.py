@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import torch
 
 import bench
+
+#: The ``env`` entries that say which machine computed a record: the same cell can round
+#: differently on another CPU (kernel choice follows the CPU capability, the BLAS and the
+#: thread count), which moves the per-seed numbers of a training run far from convergence.
+FINGERPRINT_KEYS = ("cpu", "cpu_capability", "blas", "threads", "device", "gpu", "torch", "numpy")
 
 
 @functools.cache
@@ -26,11 +33,64 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _blas() -> str:
+    """torch's BLAS (its build setting) and numpy's (name and version)."""
+    settings = torch.__config__.show()
+    torch_blas = next(
+        (
+            part.split("=", 1)[1]
+            for part in settings.replace(",", " ").split()
+            if part.startswith("BLAS_INFO=")
+        ),
+        "unknown",
+    )
+    try:
+        info = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        numpy_blas = f"{info.get('name', 'unknown')} {info.get('version', '')}".strip()
+    except Exception:  # older numpy, another layout: the fingerprint still says torch's
+        numpy_blas = "unknown"
+    return f"torch {torch_blas}, numpy {numpy_blas}"
+
+
+@functools.cache
+def _machine() -> dict:
+    return {
+        "cpu": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_count": os.cpu_count(),
+        "blas": _blas(),
+        "numpy": numpy.__version__,
+    }
+
+
+def fingerprint(env: dict | None) -> dict:
+    """The machine fingerprint of a record's ``env`` (``None`` for what it does not record)."""
+    env = env or {}
+    return {key: env.get(key) for key in FINGERPRINT_KEYS}
+
+
 def environment(device: str) -> dict:
-    """Versions, device and threads, for the ``env`` field of a record."""
+    """Versions, device, threads and the machine (CPU model and capability, cores, BLAS), for
+    the ``env`` field of a record."""
     import pytorch_metric_learning
 
+    gpu = {}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        gpu["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return {
+        **_machine(),
+        **gpu,
         "bench": bench.__version__,
         "python": platform.python_version(),
         "torch": torch.__version__,

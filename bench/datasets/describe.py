@@ -6,7 +6,8 @@ import torch
 
 from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet
-from bench.datasets.split import split_counts
+from bench.datasets.split import split_counts, split_dataset
+from bench.datasets.standardize import DEFAULT_INPUTS, describe_inputs
 
 
 def balance_text(counts: torch.Tensor, good_index: int | None) -> str:
@@ -30,12 +31,15 @@ def balance_text(counts: torch.Tensor, good_index: int | None) -> str:
     return f"good {ratio:.1f}x mean defect, {spread}"
 
 
-def describe_image_set(data: ImageSet, val_fraction: float = 0.15, test_fraction: float = 0.25) -> dict:
-    """The listing row of a loaded dataset (split counts are those of the default split)."""
+def describe_image_set(
+    data: ImageSet, val_fraction: float = 0.15, test_fraction: float = 0.25, inputs: str = DEFAULT_INPUTS
+) -> dict:
+    """The listing row of a loaded dataset (split counts and input statistics are those of the
+    default split, seed 0)."""
     counts = data.class_counts()
-    return _row(
-        data.name, data.image_shape, counts, data.good_index, data.source, val_fraction, test_fraction
-    )
+    train = split_dataset(data, 0, val_fraction, test_fraction).train
+    row = _row(data.name, data.image_shape, counts, data.good_index, data.source, val_fraction, test_fraction)
+    return {**row, "inputs": describe_inputs(inputs, train.images)}
 
 
 def _row(name, shape, counts, good_index, source, val_fraction=0.15, test_fraction=0.25) -> dict:
@@ -51,25 +55,29 @@ def _row(name, shape, counts, good_index, source, val_fraction=0.15, test_fracti
     }
 
 
-def describe_datasets() -> list[dict]:
+def describe_datasets(inputs: str = DEFAULT_INPUTS) -> list[dict]:
     """A row per built-in source: inspection, digits, and fashion-mnist when its files exist.
 
     Each row has the keys ``name``, ``image_size`` (``"HxW"``), ``classes`` (count), ``images``,
     ``counts`` (``{"train": n, "val": n, "test": n}`` for the default split, seed 0: the counts
-    do not depend on the seed), ``balance`` and ``source``. When Fashion-MNIST is not installed its row
-    keeps the name, says so in ``source`` (with the install command) and has None elsewhere.
+    do not depend on the seed), ``balance``, ``source`` and ``inputs`` (what ``inputs`` does
+    to the images; for inspection and digits with the std floor and the pixels it floors on the
+    seed-0 training split, for Fashion-MNIST without, so the listing reads no pixels). When
+    Fashion-MNIST is not installed its row keeps the name, says so in ``source`` (with the
+    install command) and has None elsewhere.
     """
     from bench.datasets import fashion_mnist
     from bench.datasets.digits import load_digits_set
     from bench.datasets.inspection import load_inspection
 
-    rows = [describe_image_set(load_inspection()), describe_image_set(load_digits_set())]
+    rows = [describe_image_set(d, inputs=inputs) for d in (load_inspection(), load_digits_set())]
     try:
         # Labels only: the counts need no pixels, and the listing should be instant.
         labels = torch.from_numpy(fashion_mnist.read_fashion_mnist_labels())
         counts = torch.bincount(labels, minlength=len(fashion_mnist.CLASS_NAMES))
         where = next(iter(fashion_mnist.find_fashion_mnist().values())).parent  # type: ignore[union-attr]
-        rows.append(_row("fashion-mnist", (28, 28), counts, 0, f"Fashion-MNIST IDX files in {where}"))
+        row = _row("fashion-mnist", (28, 28), counts, 0, f"Fashion-MNIST IDX files in {where}")
+        rows.append({**row, "inputs": describe_inputs(inputs)})
     except BenchError:
         rows.append(
             {
@@ -80,6 +88,7 @@ def describe_datasets() -> list[dict]:
                 "counts": None,
                 "balance": None,
                 "source": "not installed: apt-get install dataset-fashion-mnist",
+                "inputs": None,
             }
         )
     return rows

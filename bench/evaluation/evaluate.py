@@ -17,6 +17,7 @@ from sklearn.decomposition import PCA
 
 from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet, Splits, class_means
+from bench.evaluation.health import embedding_spread
 from bench.evaluation.metrics import classification_metrics, compact_metrics
 from bench.evaluation.retrieval import retrieval_and_neighbours, retrieval_metrics
 from bench.evaluation.rules import RULES, l2_normalize, predict_rules
@@ -94,7 +95,8 @@ def evaluate(
         ``metrics`` (the headline rule's test metrics merged with the retrieval metrics),
         ``metrics_by_rule`` ({rule: test metrics + retrieval}), ``val_metrics_by_rule``
         ({rule: compact metrics}), ``headline_rule``, ``embed_images_per_s`` (over the three
-        splits), ``eval_s`` (wall time of this call, embedding included) and ``embedding_2d``.
+        splits), ``eval_s`` (wall time of this call, embedding included), ``embedding_2d`` and
+        ``test_spread`` (how many dimensions the test embeddings fill: ``embedding_spread``).
 
     Raises:
         BenchError: for an unknown headline rule, or the ``head`` rule on a method without one.
@@ -163,6 +165,7 @@ def evaluate(
         "embed_images_per_s": float(n_embedded / embed_s) if embed_s > 0 else None,
         "eval_s": float(time.perf_counter() - started),
         "embedding_2d": projection,
+        "test_spread": embedding_spread(emb["test"]),
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.core.canonical import canonical_json
 from bench.core.errors import BenchError
+from bench.datasets.standardize import DEFAULT_INPUTS, LEGACY_INPUTS, check_inputs
 from bench.grid.adaptive import SeedTarget
 from bench.sampling.budget import Budget, method_budget
 
@@ -22,6 +23,10 @@ class CellConfig:
     Two cells with the same fields have the same ``hash`` on every machine, which is what makes
     ``--resume`` skip finished work. Device and thread count are *not* part of the cell: they
     change speed, not what is computed.
+
+    ``inputs`` (how images are standardized) is in the hash except at its legacy value
+    ``raw``: records made before it existed carry no ``inputs`` key, were made on raw pixels,
+    and keep their hashes (``from_dict`` reads a missing key as ``raw``).
     """
 
     dataset: str
@@ -37,6 +42,7 @@ class CellConfig:
     cost_escape: float = 10.0
     cost_overkill: float = 1.0
     good_share: float | None = None
+    inputs: str = DEFAULT_INPUTS
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -47,6 +53,7 @@ class CellConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CellConfig:
         data = dict(data)
+        data.setdefault("inputs", LEGACY_INPUTS)
         data["budget"] = Budget(**data.get("budget", {}))
         for key in ("params", "dataset_options", "scheme_options"):
             data[key] = _frozen_items(data.get(key) or {})
@@ -55,7 +62,10 @@ class CellConfig:
     @property
     def hash(self) -> str:
         """16 hex digits of SHA-256 over the canonical JSON of the config."""
-        return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()[:16]
+        identity = self.to_dict()
+        if identity["inputs"] == LEGACY_INPUTS:
+            del identity["inputs"]
+        return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
 
     @property
     def params_dict(self) -> dict[str, Any]:
@@ -88,6 +98,7 @@ class GridConfig:
     cost_escape: float = 10.0
     cost_overkill: float = 1.0
     good_share: float | None = None
+    inputs: str = DEFAULT_INPUTS
     #: Where each method's parameters came from (e.g. a tuning directory); stamped on its
     #: records, not part of any cell's hash. Methods not named use their defaults and ``method_params``.
     params_source: dict[str, str] = field(default_factory=dict)
@@ -109,9 +120,10 @@ class GridConfig:
             raise BenchError(
                 f"seeds must be a non-empty list of whole numbers in [0, 2^31) (got {self.seeds!r})"
             )
-        for key in ("dataset", "trunk", "headline_rule"):
+        for key in ("dataset", "trunk", "headline_rule", "inputs"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise BenchError(f"{key} must be a name (got {getattr(self, key)!r})")
+        check_inputs(self.inputs)
         for key in ("cost_escape", "cost_overkill"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
@@ -165,6 +177,7 @@ class GridConfig:
             cost_escape=self.cost_escape,
             cost_overkill=self.cost_overkill,
             good_share=self.good_share,
+            inputs=self.inputs,
         )
 
     def cells(self) -> list[CellConfig]:
@@ -180,6 +193,7 @@ class GridConfig:
             f"schemes = {_toml(list(self.schemes))}",
             f"seeds = {_toml(list(self.seeds))}",
             f"trunk = {_toml(self.trunk)}",
+            f"inputs = {_toml(self.inputs)}",
             f"headline_rule = {_toml(self.headline_rule)}",
             f"cost_escape = {_toml(self.cost_escape)}",
             f"cost_overkill = {_toml(self.cost_overkill)}",

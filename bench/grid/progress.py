@@ -32,6 +32,20 @@ def _summary(record: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def collapse_warning(label: str, record: dict[str, Any]) -> str | None:
+    """One warning line for a cell whose health check says it collapsed, else None."""
+    health = record.get("health") or {}
+    if record.get("status") != "ok" or not health.get("collapsed"):
+        return None
+    signs = ", ".join(name.replace("_", " ") for name, shows in (health.get("signs") or {}).items() if shows)
+    final, collapse = health.get("final_loss"), health.get("collapse_loss")
+    loss = f", final loss {final:.4g}" + (f" (collapse value {collapse:.4g})" if collapse is not None else "")
+    return (
+        f"warning: {label} collapsed ({signs}): effective rank {health.get('effective_rank', 0):.1f},"
+        f" PC1 share {health.get('pc1_share', 0):.2f}{loss if final is not None else ''}"
+    )
+
+
 class GridProgress:
     """One bar for the grid (cells done / total, ETA), one for the current cell's steps.
 
@@ -78,10 +92,15 @@ class GridProgress:
     def finish_cell(self, label: str, record: dict[str, Any]) -> None:
         self.done += 1
         line = f"[{self.done}/{self.total}] {label}: {_summary(record)}"
+        warning = collapse_warning(label, record)
         if self._progress is not None:
             self._progress.update(self._grid, completed=self.done)
             self._progress.console.print(line, highlight=False)
+            if warning:
+                self._progress.console.print(warning, style="yellow", highlight=False)
         else:
             elapsed = time.perf_counter() - self._t0
             eta = elapsed / self.done * (self.total - self.done)
             print(f"{line} (elapsed {elapsed:.0f} s, eta {eta:.0f} s)", file=sys.stderr, flush=True)
+            if warning:
+                print(warning, file=sys.stderr, flush=True)

@@ -21,7 +21,8 @@ import torch
 from bench.core.environment import environment
 from bench.core.errors import BenchError
 from bench.core.memory import PeakMemory
-from bench.datasets import Splits, split_dataset
+from bench.datasets import ImageSet, Splits, split_dataset
+from bench.datasets.standardize import InputStats, standardize_splits
 from bench.grid.config import CellConfig
 from bench.grid.data_cache import cached_dataset
 from bench.grid.store import SCHEMA_VERSION
@@ -39,14 +40,23 @@ def prepare_data(dataset: str, options: dict[str, Any], seed: int) -> Splits:
     return split_dataset(cached_dataset(dataset, options), seed=seed)
 
 
-def prepare_cell(cell: CellConfig) -> tuple[Splits, BalancePlan]:
-    """The cell's split (train / val / test) and its balance plan over the training classes."""
-    splits = prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed)
-    train = splits.train
-    plan = make_plan(
+def prepare_inputs(cell: CellConfig) -> tuple[Splits, InputStats | None]:
+    """The cell's split with its inputs standardized as ``cell.inputs`` says, for every method
+    alike, by statistics of the training split only (None for ``raw``)."""
+    return standardize_splits(prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed), cell.inputs)
+
+
+def cell_plan(cell: CellConfig, train: ImageSet) -> BalancePlan:
+    """The cell's balance plan over the training classes."""
+    return make_plan(
         cell.scheme, train.class_counts(), train.classes, train.good_index, **dict(cell.scheme_options)
     )
-    return splits, plan
+
+
+def prepare_cell(cell: CellConfig) -> tuple[Splits, BalancePlan]:
+    """The cell's split (train / val / test, inputs standardized) and its balance plan."""
+    splits, _ = prepare_inputs(cell)
+    return splits, cell_plan(cell, splits.train)
 
 
 def create_cell_method(cell: CellConfig) -> tuple[Any, Budget]:
@@ -100,12 +110,15 @@ def run_cell(
     """Run one cell and return its record (``status`` ``ok`` or ``failed``; never raises for a
     failure inside the cell, except KeyboardInterrupt)."""
     from bench.evaluation.evaluate import evaluate
+    from bench.evaluation.health import training_health
+    from methods.base import RECORD_EVERY
 
     if threads:
         torch.set_num_threads(threads)
     record = new_record(cell)
     try:
-        splits, plan = prepare_cell(cell)
+        splits, input_stats = prepare_inputs(cell)
+        plan = cell_plan(cell, splits.train)
         train = splits.train
         record["dataset"] = {
             "name": train.name,
@@ -114,6 +127,7 @@ def run_cell(
             "image_shape": list(train.image_shape),
             "counts": splits.counts_by_code(),
             "source": train.source,
+            "inputs": input_stats.describe() if input_stats else {"mode": cell.inputs},
         }
         if train.fingerprint:
             record["dataset"]["fingerprint"] = train.fingerprint
@@ -135,6 +149,14 @@ def run_cell(
             good_share=cell.good_share,
         )
         sampling = dict(method.sampling_)
+        health = training_health(
+            result["test_spread"],
+            train.num_classes,
+            list(method.loss_history_),
+            method.collapse_loss(),
+            RECORD_EVERY,
+            budget.steps,
+        )
         record.update(
             status="ok",
             params=method.get_params() | ({LR_PARAM: budget.lr} if LR_PARAM in cell.params_dict else {}),
@@ -144,6 +166,7 @@ def run_cell(
             val_metrics_by_rule=result.get("val_metrics_by_rule", {}),
             embedding_2d=result.get("embedding_2d"),
             sampling=sampling,
+            health=health,
             timing={
                 "train_s": round(train_s, 4),
                 "train_images_per_s": round(sampling.get("images_seen", 0) / max(train_s, 1e-9), 1),

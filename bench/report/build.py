@@ -24,11 +24,13 @@ from bench.report.cells import (
     dig,
     load_records,
     study_config,
+    study_inputs,
     study_key,
     variant_tags,
 )
 from bench.report.comparisons import answer_section
 from bench.report.figures import plot_section, slug
+from bench.report.health import health_section
 from bench.report.method_tables import method_sections
 from bench.report.overview import (
     failed_section,
@@ -43,10 +45,11 @@ from bench.report.seed_target import seed_target_section
 logger = logging.getLogger(__name__)
 
 
-def study_title(cfg: dict) -> str:
+def study_title(cfg: dict, inputs: str | None = None) -> str:
     budget = cfg.get("budget") or {}
     steps = f", {budget['steps']} steps" if "steps" in budget else ""
-    return f"{cfg.get('dataset')} · trunk {cfg.get('trunk')}{steps}"
+    named = f", inputs {inputs}" if inputs else ""
+    return f"{cfg.get('dataset')} · trunk {cfg.get('trunk')}{steps}{named}"
 
 
 def studies(records: Iterable[dict]) -> list[list[dict]]:
@@ -59,7 +62,7 @@ def studies(records: Iterable[dict]) -> list[list[dict]]:
 def _titles(grouped: Sequence[list[dict]]) -> list[str]:
     """One heading per study; studies that the short title cannot tell apart get the settings
     that differ between them appended (``· cost_escape=5.0``)."""
-    short = [study_title(s[0]["config"]) for s in grouped]
+    short = [study_title(s[0]["config"], study_inputs(s)) for s in grouped]
     same: dict[str, list[dict]] = defaultdict(list)
     for title, study in zip(short, grouped, strict=True):
         same[title].append(study_config(study[0]))
@@ -104,6 +107,7 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
         comparisons = families(cells)
         out += answer_section(cells, comparisons)
         out += plot_section(cells, plot_dir, prefix + "-" if len(grouped) > 1 else "", good, rule)
+        out += health_section(cells, plot_dir, prefix + "-" if len(grouped) > 1 else "")
         out += paired_section(cells, comparisons)
         out += method_sections(cells, rule)
         out += timing_section(cells)

@@ -24,6 +24,9 @@ ALPHA = 0.05
 #: scheme (with options) and seed. Every other field of a cell's config separates studies, so
 #: each field that enters a cell's hash either separates cells in the report or labels them.
 CELL_FIELDS = ("method", "params", "scheme", "scheme_options", "seed")
+#: What a study reads for a config field a record lacks: records made before ``inputs`` existed
+#: were made on raw pixels, so they share a study with new ``raw`` records.
+STUDY_DEFAULTS = {"inputs": "raw"}
 
 
 # --------------------------------------------------------------------------- records
@@ -52,11 +55,17 @@ def is_ok(rec: dict) -> bool:
 
 def study_config(rec: dict) -> dict:
     """What a record shares with every other record of its study: its config but the cell fields."""
-    return {k: v for k, v in rec["config"].items() if k not in CELL_FIELDS}
+    config = {**STUDY_DEFAULTS, **rec["config"]}
+    return {k: v for k, v in config.items() if k not in CELL_FIELDS}
 
 
 def study_key(rec: dict) -> str:
     return canonical(study_config(rec))
+
+
+def study_inputs(records: Sequence[dict]) -> str | None:
+    """The ``inputs`` a study's records name; None when none does (all made before it existed)."""
+    return next((r["config"]["inputs"] for r in records if r["config"].get("inputs")), None)
 
 
 def method_key(name: str) -> tuple:

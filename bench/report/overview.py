@@ -17,6 +17,7 @@ from bench.report.cells import (
     scheme_key,
     settings_text,
     shared_settings,
+    study_inputs,
 )
 from bench.report.format import cell_text, mean_ci, num, rate_ci, table
 
@@ -35,6 +36,7 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
         + (f" ({cell_text(ds['source'])})" if ds.get("source") else "")
         + f"; {len(ds.get('classes', []))} classes, good class `{good}`"
         + (f", images {ds['image_shape'][0]} x {ds['image_shape'][1]}" if ds.get("image_shape") else ""),
+        *_inputs_line(study_inputs(records), ds),
         f"- **Trunk:** `{cfg.get('trunk')}`; **budget:** "
         + ", ".join(f"{k} {budget[k]}" for k in sorted(budget)),
         f"- **Seeds:** {', '.join(str(s) for s in seeds)} ({len(seeds)})",
@@ -93,6 +95,9 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
         ]
 
     env_keys = ("bench", "python", "torch", "pytorch_metric_learning", "device", "threads", "git_commit")
+    # The machine fingerprint, where the records carry it (records before it existed rebuild unchanged).
+    machine = ("cpu", "cpu_capability", "blas", "gpu", "numpy")
+    env_keys += tuple(k for k in machine if any(dig(r, "env", k) is not None for r in records))
     envs = sorted({canonical({k: dig(r, "env", k) for k in env_keys}) for r in records if r.get("env")})
     if envs:
         out += ["**Environment:**", "", table([{k: str(v) for k, v in json.loads(e).items()} for e in envs])]
@@ -151,6 +156,26 @@ def cost_legend(cells: Cells) -> str:
         "Cost per 1,000 parts: 1000 x ((1 - g) x escape x cost of an escape + g x overkill x cost of"
         f" an overkill), {where}; mean ± half-width of the 95% Student-t interval."
     )
+
+
+_INPUTS_TEXT = {
+    "pixel": "each pixel standardized with the training split's per-pixel mean and std",
+    "global": "every pixel standardized with the training split's global mean and std",
+    "raw": "pixels as loaded, not standardized",
+}
+
+
+def _inputs_line(inputs: str | None, ds: dict) -> list[str]:
+    """The set-up's inputs line; none for records made before ``inputs`` existed."""
+    if not inputs:
+        return []
+    stats = ds.get("inputs") or {}
+    floor = (
+        f" (std floor {num(stats['std_floor'], 4)}; {stats.get('floored', 0)} raised, on the split described)"
+        if stats.get("std_floor") is not None
+        else ""
+    )
+    return [f"- **Inputs:** `{inputs}`: {_INPUTS_TEXT.get(inputs, inputs)}{floor}"]
 
 
 def headline_section(cells: Cells, rule: str) -> list[str]:

@@ -220,6 +220,60 @@ def plot_good_k(path: Path, series: Mapping[str, Sequence[tuple[float, dict, dic
     return save_figure(fig, path)
 
 
+def plot_loss_curves(
+    path: Path,
+    curves: Mapping[str, Sequence[tuple[str, int, Mapping[str, list], bool]]],
+    collapse_values: Mapping[str, Sequence[float]],
+    schemes: Sequence[str],
+) -> Path:
+    """Training loss against step, one panel per method, every seed a thin line.
+
+    Args:
+        path: the PNG to write.
+        curves: {method: [(scheme, seed, {"step": [...], "loss": [...]}, collapsed), ...]}.
+        collapse_values: {method: the loss values a collapsed fit scores}, drawn dashed.
+        schemes: the schemes in legend order.
+
+    Lines take their scheme's colour; collapsed seeds are drawn in red on top, so a collapse
+    shows at a glance, and so does a loss that never leaves its collapse value.
+    """
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    colour = {s: cmap(i % 10) for i, s in enumerate(schemes)}
+    n = max(len(curves), 1)
+    cols = min(n, 4)
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(3.8 * cols, 3.0 * rows + 0.8), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (method, runs) in zip(axes, curves.items(), strict=False):
+        for scheme, _seed, curve, collapsed in sorted(runs, key=lambda r: r[3]):
+            ax.plot(
+                curve["step"],
+                curve["loss"],
+                lw=0.8 if collapsed else 0.6,
+                alpha=0.9 if collapsed else 0.6,
+                color="red" if collapsed else colour[scheme],
+            )
+        for value in collapse_values.get(method, ()):
+            ax.axhline(value, color="grey", ls="--", lw=0.8)
+        ax.set_ylim(bottom=0)
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("training loss", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(curves) :]:
+        ax.set_axis_off()
+    handles = [axes[0].plot([], [], color=colour[s], lw=1, label=s)[0] for s in schemes]
+    if any(run[3] for runs in curves.values() for run in runs):
+        handles.append(axes[0].plot([], [], color="red", lw=1, label="collapsed seed")[0])
+    handles.append(axes[0].plot([], [], color="grey", ls="--", lw=0.8, label="collapse value")[0])
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7)
+    fig.suptitle("Training loss per seed (mean of each logged window)", fontsize=10)
+    return save_figure(fig, path)
+
+
 def code_key(code: str) -> tuple:
     """Sort key for label codes: numeric codes in numeric order, then the others by name."""
     return (0, int(code), code) if code.isdigit() else (1, 0, code)
