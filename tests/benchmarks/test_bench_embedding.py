@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.profile import synthetic_splits
+from bench.profile.evaluation import synthetic_splits
 from bench.sampling.budget import Budget
 from methods import create_method, list_methods
 
