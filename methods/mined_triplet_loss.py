@@ -42,9 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-#: The low key bits that carry a column: a float32 distance widened to float64 has 29 zero
-#: low mantissa bits.
-_COLUMN_BITS = (1 << 29) - 1
+#: Sort keys: a float64 distance's bits, the column in the low 29 (a float32 widened to float64
+#: has 29 zero low bits).
+_LOW_BITS = (1 << 29) - 1
 _SIGN = -(1 << 63)
 _INF_BITS = int(np.array(np.inf).view(np.int64))
 #: ``F.normalize``'s default eps, as pytorch-metric-learning's ``LpDistance`` normalizes.
@@ -88,7 +88,7 @@ def mined_triplet_loss(
 
     Args:
         embeddings: (n, d) float32 embeddings with gradient.
-        labels: (n,) class labels.
+        labels: (n,) non-negative integer class labels.
         margin: miner and loss margin (>= 0).
         miner: ``"semihard"``, ``"hard"``, ``"all"`` or ``"batch-hard"``.
         reduction: ``"mean-nonzero"`` or ``"mean"``.
@@ -100,50 +100,97 @@ def mined_triplet_loss(
         if normalize:  # as F.normalize(x, dim=1), which the library's LpDistance applies
             norm = u.norm(dim=1, keepdim=True)
             u = u / norm.clamp(min=_NORM_EPS)
-        # The library's LpDistance: torch.cdist on the normalized embeddings, the same call.
-        dist = torch.cdist(u, u)
+        dist = cdist(u)
         margin32 = float(np.float32(margin))
         if miner == "batch-hard":
-            weights, tuples, active, columns, closest = batch_hard_weights(dist, labels, margin32)
+            counted = batch_hard_weights(dist, labels, margin32)
         else:
-            weights, tuples, active, columns, closest = margin_triplet_weights(dist, labels, margin32, miner)
-        count = (active if reduction == "mean-nonzero" else tuples).clamp(min=1)
+            counted = margin_triplet_weights(dist, labels, margin32, miner)
+        count = (counted.active if reduction == "mean-nonzero" else counted.tuples).clamp(min=1)
         # Sum over active triplets of d_ap - d_an + margin; any non-finite distance makes it NaN.
-        value = (torch.dot(weights.view(-1), dist.view(-1)) + margin32 * active) / count
+        value = (counted.weighted_sum + margin32 * counted.active) / count
         close = _CLOSE * (1.0 if normalize else float(u.norm(dim=1).max()))
-    loss = _CountedTripletLoss.apply(x, u, norm, dist, weights, count, value.to(x.dtype), close, closest)
-    return MinedTripletLoss(loss=loss, tuples=tuples, active=active, negative_columns=columns)
+    loss = _CountedTripletLoss.apply(x, u, norm, dist, counted, count, value.to(x.dtype), close)
+    return MinedTripletLoss(
+        loss=loss, tuples=counted.tuples, active=counted.active, negative_columns=counted.negative_columns
+    )
+
+
+@dataclass(frozen=True)
+class TripletCounts:
+    """How many active triplets use each distance entry, and what was mined.
+
+    The signed counts are ``+k`` on ``[a, p]`` and ``-k`` on ``[a, n]`` for ``k`` active
+    triplets (``t < margin``) using that entry: dense (``weights``, (n, n)) or as a list of
+    entries (``pairs``: rows, columns, counts), or both.
+
+    Attributes:
+        weights: (n, n) float32 signed counts, or None.
+        pairs: ``(rows, columns, counts)`` of further signed counts, or None.
+        weighted_sum: () the sum of the signed counts times the distances.
+        tuples: () int64, triplets mined.
+        active: () int64, mined triplets with non-zero loss.
+        negative_columns: (n,) int64, mined triplets using each image as negative.
+        closest: a lower bound on the distances that ``weights`` uses (a float or a 0-d tensor).
+    """
+
+    weights: torch.Tensor | None
+    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
+    weighted_sum: torch.Tensor
+    tuples: torch.Tensor
+    active: torch.Tensor
+    negative_columns: torch.Tensor
+    closest: float | torch.Tensor = float("inf")
+
+
+def cdist(u: torch.Tensor) -> torch.Tensor:
+    """``torch.cdist(u, u)``, the same float32 values, with fewer dispatched operations: for more
+    than 25 rows cdist takes the product ``[-2u, |u|^2, 1] . [u, 1, |u|^2]``, then the square
+    root of its positive part (``tests/test_mining.py`` holds the two equal)."""
+    if len(u) <= 25:
+        return torch.cdist(u, u)
+    norm = u.pow(2).sum(-1, keepdim=True)
+    pad = torch.ones_like(norm)
+    left = torch.cat([u.mul(-2), norm, pad], -1)
+    return left.matmul(torch.cat([u, pad, norm], -1).mT).clamp_min_(0).sqrt_()
 
 
 class _CountedTripletLoss(torch.autograd.Function):
     """The scalar ``value``; its gradient with respect to ``x`` is ``d(sum W * D / count) / dx``."""
 
     @staticmethod
-    def forward(ctx, x, u, norm, dist, weights, count, value, close, closest):
-        ctx.save_for_backward(u, norm, dist, weights, count)
-        ctx.close, ctx.any_close = close, bool(closest <= close)
+    def forward(ctx, x, u, norm, dist, counted, count, value, close):
+        ctx.save_for_backward(u, norm, dist, count)
+        ctx.counted, ctx.close = counted, close
         return value
 
     @staticmethod
     def backward(ctx, grad_output):
-        u, norm, dist, weights, count = ctx.saved_tensors
-        # d|u_i - u_j| / du_i = (u_i - u_j) / D_ij, summed as u_i * rowsum(V) - V @ u with
-        # V = W / D. That form cancels, and cdist's distances below ~1e-3 |u| are mostly
-        # rounding noise of the squared distance, so such pairs (if any) are summed directly.
-        if ctx.any_close:
-            apart = dist > ctx.close
-            v = torch.where(apart, weights / dist, 0.0)
+        u, norm, dist, count = ctx.saved_tensors
+        counted, close = ctx.counted, ctx.close
+        pairs = [counted.pairs] if counted.pairs is not None else []
+        if counted.weights is None:
+            grad = torch.zeros_like(u)
         else:
-            v = weights / dist.clamp(min=ctx.close)  # the diagonal's zero weight stays zero
-        v = v + v.T
-        grad = torch.addmm(u * v.sum(1, keepdim=True), v, u, alpha=-1)
-        if ctx.any_close:
-            pairs = torch.where(apart, 0.0, weights)
-            i, j = pairs.nonzero().unbind(1)
+            # d|u_i - u_j| / du_i = (u_i - u_j) / D_ij, summed as u_i * rowsum(V) - V @ u with
+            # V = W / D. That form cancels, and cdist's distances below ~1e-3 |u| are mostly
+            # rounding noise of the squared distance: such pairs (if any) join the list.
+            weights = counted.weights
+            if bool(counted.closest <= close):
+                apart = dist > close
+                v = torch.where(apart, weights / dist, 0.0)
+                listed = torch.where(apart, 0.0, weights)
+                i, j = listed.nonzero().unbind(1)
+                pairs.append((i, j, listed[i, j]))
+            else:
+                v = weights / dist.clamp(min=close)  # the diagonal's zero weight stays zero
+            v = v + v.T
+            grad = torch.addmm(u * v.sum(1, keepdim=True), v, u, alpha=-1)
+        for i, j, w in pairs:  # term by term: exact for any distance
             diff = u[i] - u[j]
             length = diff.norm(dim=1, keepdim=True)
             # Coinciding embeddings (an image drawn twice) have no direction: gradient zero.
-            pull = torch.where(length > 0, pairs[i, j, None] / length, 0.0) * diff
+            pull = torch.where(length > 0, w[:, None] / length, 0.0) * diff
             grad.index_add_(0, i, pull).index_add_(0, j, -pull)
         scale = grad_output / count
         if norm is not None:
@@ -152,7 +199,7 @@ class _CountedTripletLoss(torch.autograd.Function):
             grad = (grad - u * radial).mul_(scale / norm.clamp(min=_NORM_EPS))
         else:
             grad = grad * scale
-        return grad, None, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None
 
 
 def _at_most(margin32: float) -> tuple[float, bool]:
@@ -164,16 +211,17 @@ def _at_most(margin32: float) -> tuple[float, bool]:
 
 
 def _sort_rows(keys: torch.Tensor) -> torch.Tensor:
+    """Each row sorted: on the CPU by numpy, whose vectorized kernel sorts rows of up to 256
+    int64 several times faster than ``torch.sort``."""
     if keys.device.type == "cpu":
-        # numpy sorts int64 rows with SIMD kernels, several times faster than torch.sort here.
         return torch.from_numpy(np.sort(keys.numpy(), axis=1))
     return torch.sort(keys, dim=1).values
 
 
 def margin_triplet_weights(
     dist: torch.Tensor, labels: torch.Tensor, margin: float, type_of_triplets: str = "semihard"
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Signed per-entry counts of ``TripletMarginMiner``'s active triplets.
+) -> TripletCounts:
+    """Signed per-entry counts of ``TripletMarginMiner``'s active triplets (dense).
 
     Args:
         dist: (n, n) float32 distances, ``LpDistance()(emb, emb)``.
@@ -181,12 +229,11 @@ def margin_triplet_weights(
         margin: the float32 margin.
         type_of_triplets: ``"semihard"``, ``"hard"`` or ``"all"``.
 
-    Returns:
-        ``(weights, tuples, active, negative_columns, closest)``: (n, n) float32 with ``+k_ap``
-        at each positive pair and ``-k_an`` at each anchor-negative entry (counts of active
-        triplets, i.e. those with ``t < margin``), the number of mined triplets, of active ones,
-        the (n,) int64 number of mined triplets using each image as negative, and a lower
-        bound on the distances of the entries used.
+    One sort per row puts the anchor's positives first, then its negatives, ascending by
+    distance; for each positive pair, the negatives that pass the miner's test are one run of
+    that row, found by ``searchsorted`` at ``d_ap``, ``d_ap + margin`` and just below it. The
+    run's length is the pair's ``k_ap``; a prefix sum of +1/-1 marks at the runs' ends counts
+    the runs (active triplets) that use each negative.
     """
     if type_of_triplets not in ("semihard", "hard", "all"):
         raise ValueError(f"unknown triplet type {type_of_triplets!r}")
@@ -197,7 +244,9 @@ def margin_triplet_weights(
     widest = int(positives.max()) if n else 0
     if widest == 0:
         nothing = torch.zeros((), dtype=torch.int64, device=device)
-        return torch.zeros_like(dist), nothing, nothing, torch.zeros(n, dtype=torch.int64, device=device), 1.0
+        zero = torch.zeros((), dtype=dist.dtype, device=device)
+        columns = torch.zeros(n, dtype=torch.int64, device=device)
+        return TripletCounts(torch.zeros_like(dist), None, zero, nothing, nothing, columns)
 
     # One sort per row: the anchor's positives (sign bit set: negative keys), its negatives,
     # then the anchor itself, each ascending by distance; the column rides in the low bits.
@@ -205,9 +254,9 @@ def margin_triplet_weights(
     keys = dist.double().view(torch.int64) | torch.where(same, columns | _SIGN, columns)
     keys.diagonal().copy_(columns | _INF_BITS)
     ordered = _sort_rows(keys)
-    order = ordered & _COLUMN_BITS
+    order = ordered & _LOW_BITS
     # Distances, negated for positives: every positive lies below every search bound >= 0.
-    row = (ordered & ~_COLUMN_BITS).view(torch.float64)
+    row = (ordered & ~_LOW_BITS).view(torch.float64)
 
     # Per positive pair (a row's first ``positives`` columns; -inf pads the rest, which then
     # count nothing), how many negatives lie at t <= 0, at t <= margin and at t < margin.
@@ -247,37 +296,48 @@ def margin_triplet_weights(
     weights = torch.empty_like(dist).scatter_(1, order, signed)
     # The closest pair any triplet can use: each row's first positive or first negative.
     closest = torch.minimum(row[:, :1].abs(), row.gather(1, positives)).min()
-    return weights, mined.sum(), k_ap.sum(), negative_columns.to(torch.int64), closest
+    return TripletCounts(
+        weights=weights,
+        pairs=None,
+        weighted_sum=torch.dot(weights.view(-1), dist.view(-1)),
+        tuples=mined.sum(),
+        active=k_ap.sum(),
+        negative_columns=negative_columns.to(torch.int64),
+        closest=closest,
+    )
 
 
-def mine_batch_hard(
-    dist: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The triplets pytorch-metric-learning's ``BatchHardMiner`` returns: for every anchor with
-    a positive and a negative, its farthest positive and nearest negative (ties broken by
-    ``torch.max``/``torch.min`` on the same masked matrix, as the library does)."""
+def mine_batch_hard(dist: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The triplets pytorch-metric-learning's ``BatchHardMiner`` returns, and their distances:
+    for every anchor with a positive and a negative, its farthest positive and nearest
+    negative (ties broken by ``torch.max``/``torch.min`` on the same masked values as the
+    library's).
+
+    Returns:
+        ``(anchors, positives, negatives, d_ap, d_an)``.
+    """
     same = labels[:, None] == labels[None, :]
-    matches = same.clone()
-    matches.fill_diagonal_(False)
-    positives = dist.masked_fill(~matches, float("-inf")).max(1).indices
-    negatives = dist.masked_fill(same, float("inf")).min(1).indices
-    (anchors,) = torch.where(matches.any(1) & ~same.all(1))
-    return anchors, positives[anchors], negatives[anchors]
+    farthest = torch.where(same, dist, float("-inf"))
+    farthest.diagonal().fill_(float("-inf"))
+    d_ap, positives = farthest.max(1)
+    d_an, negatives = torch.where(same, float("inf"), dist).min(1)
+    counts = torch.bincount(labels)[labels]
+    (anchors,) = torch.where((counts > 1) & (counts < len(labels)))
+    return anchors, positives[anchors], negatives[anchors], d_ap[anchors], d_an[anchors]
 
 
-def batch_hard_weights(
-    dist: torch.Tensor, labels: torch.Tensor, margin: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``margin_triplet_weights`` for ``BatchHardMiner``'s triplets (one per anchor)."""
-    anchors, positives, negatives = mine_batch_hard(dist, labels)
-    n = dist.shape[0]
+def batch_hard_weights(dist: torch.Tensor, labels: torch.Tensor, margin: float) -> TripletCounts:
+    """``margin_triplet_weights`` for ``BatchHardMiner``'s triplets: one per anchor, listed."""
+    anchors, positives, negatives, d_ap, d_an = mine_batch_hard(dist, labels)
     # The library's test: relu(fl(d_ap - d_an) + margin) > 0, i.e. fl(d_an - d_ap) < margin.
-    active = (dist[anchors, negatives] - dist[anchors, positives]) < margin
+    active = (d_an - d_ap) < margin
     step = active.to(dist.dtype)
-    weights = torch.zeros_like(dist)
-    weights.index_put_((anchors, positives), step, accumulate=True)
-    weights.index_put_((anchors, negatives), -step, accumulate=True)
-    tuples = torch.tensor(anchors.numel(), device=dist.device)
-    used = torch.cat([dist[anchors, positives], dist[anchors, negatives]])
-    closest = used.min() if used.numel() else 1.0
-    return weights, tuples, active.sum(), torch.bincount(negatives, minlength=n), closest
+    pairs = (torch.cat([anchors, anchors]), torch.cat([positives, negatives]), torch.cat([step, -step]))
+    return TripletCounts(
+        weights=None,
+        pairs=pairs,
+        weighted_sum=(step * (d_ap - d_an)).sum(),
+        tuples=torch.tensor(anchors.numel(), device=dist.device),
+        active=active.sum(),
+        negative_columns=torch.bincount(negatives, minlength=len(labels)),
+    )

@@ -20,7 +20,7 @@ from pytorch_metric_learning.reducers import AvgNonZeroReducer, DoNothingReducer
 from bench.datasets.image_set import ImageSet
 from bench.sampling.budget import Budget
 from methods import create_method
-from methods.mined_triplet_loss import mine_batch_hard, mined_triplet_loss
+from methods.mined_triplet_loss import cdist, mine_batch_hard, mined_triplet_loss
 
 MINERS = ["semihard", "hard", "all", "batch-hard"]
 
@@ -223,9 +223,22 @@ def test_batch_hard_selection_matches_library(normalize):
         emb = torch.randn(31, 8, generator=g)
         distance = LpDistance(normalize_embeddings=normalize)
         expected = BatchHardMiner(distance=distance)(emb, labels)
-        got = mine_batch_hard(distance(emb, emb), labels)
-        for mine, theirs in zip(got, expected, strict=True):
+        mat = distance(emb, emb)
+        anchors, positives, negatives, d_ap, d_an = mine_batch_hard(mat, labels)
+        for mine, theirs in zip((anchors, positives, negatives), expected, strict=True):
             assert torch.equal(mine, theirs)
+        assert torch.equal(d_ap, mat[anchors, positives]) and torch.equal(d_an, mat[anchors, negatives])
+
+
+@pytest.mark.parametrize("n", [3, 25, 26, 64, 192])
+def test_cdist_is_torch_cdist_bit_for_bit(n):
+    """The loss measures with the library's distance values, so its miner's tests agree."""
+    g = torch.Generator().manual_seed(n)
+    for emb in (
+        torch.randn(n, 16, generator=g),
+        torch.nn.functional.normalize(torch.randn(n, 128, generator=g)),
+    ):
+        assert torch.equal(cdist(emb), torch.cdist(emb, emb))
 
 
 @pytest.mark.parametrize("normalize", [True, False])
