@@ -7,13 +7,18 @@ import math
 
 import pytest
 import torch
+from pytorch_metric_learning.distances import LpDistance
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+from pytorch_metric_learning.utils.inference import CustomKNN
 
 from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet, Splits
+from bench.evaluation import neighbours
 from bench.evaluation.evaluate import evaluate, mean_images
-from bench.evaluation.metrics import classification_metrics
-from bench.evaluation.retrieval import make_calculator, retrieval_metrics
-from bench.evaluation.rules import knn_vote, nearest_neighbours, predict_rules
+from bench.evaluation.metrics import classification_metrics, compact_metrics
+from bench.evaluation.neighbours import search
+from bench.evaluation.retrieval import retrieval_metrics
+from bench.evaluation.rules import knn_vote, predict_rules
 
 CODES = ("0", "11", "12")
 
@@ -100,15 +105,83 @@ def test_knn_vote_majority_and_tie_break():
     assert knn_vote(neighbours, 5).tolist() == [1, 2, 0]
 
 
-def test_nearest_neighbours_chunked_matches_cdist():
-    g = torch.Generator().manual_seed(0)
-    ref, q = torch.randn(50, 4, generator=g), torch.randn(13, 4, generator=g)
-    d, i = nearest_neighbours(q, ref, 3, chunk_size=4)
-    qn, rn = torch.nn.functional.normalize(q, dim=1), torch.nn.functional.normalize(ref, dim=1)
-    full = torch.cdist(qn, rn)
-    expected_d, expected_i = torch.topk(full, 3, largest=False)
-    assert torch.equal(i, expected_i)
-    assert torch.allclose(d, expected_d, atol=1e-5)
+def _stable_knn(query, k, reference, ref_includes_query=False):
+    """The library's distance, sorted stably: ties in reference order (``torch.topk`` orders
+    them arbitrarily, so no tie order is the calculator's own)."""
+    distance = LpDistance(normalize_embeddings=True)(query, reference)
+    nearest = torch.sort(distance, dim=1, stable=True).indices[:, :k]
+    return distance.gather(1, nearest), nearest
+
+
+def _calculator(knn_func=None, **kwargs) -> AccuracyCalculator:
+    """pytorch-metric-learning's AccuracyCalculator as the harness used it before its own search."""
+    return AccuracyCalculator(
+        include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
+        k="max_bin_count",
+        knn_func=knn_func or CustomKNN(LpDistance(normalize_embeddings=True)),
+        device=torch.device("cpu"),
+        **kwargs,
+    )
+
+
+def _retrieval_problem(seed: int, ties: bool):
+    g = torch.Generator().manual_seed(seed)
+    ref, ref_labels = torch.randn(600, 6, generator=g), torch.randint(0, 4, (600,), generator=g)
+    query, query_labels = torch.randn(90, 6, generator=g), torch.randint(0, 5, (90,), generator=g)
+    ref[:, 0] += ref_labels
+    query[:, 0] += query_labels  # class 4 is absent from the reference: "lone" queries
+    if ties:  # duplicated references across classes and queries equal to references
+        ref[1::3] = ref[0::3][: len(ref[1::3])]
+        query[::4] = ref[: len(query[::4])]
+    return query, query_labels, ref, ref_labels
+
+
+SEARCHES = {  # threshold exact, from a 1-in-16 sample, and one that is too tight (redone with all)
+    "exact": {},
+    "sampled": {"EXACT_UP_TO": 100},
+    "too-tight": {"EXACT_UP_TO": 100, "SAFETY_SIGMAS": -3.0},
+}
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("way", SEARCHES)
+def test_retrieval_equals_accuracy_calculator(way, ties, monkeypatch):
+    for name, value in SEARCHES[way].items():
+        monkeypatch.setattr(neighbours, name, value)
+    for seed in range(2):
+        query, query_labels, ref, ref_labels = _retrieval_problem(seed, ties)
+        ours = retrieval_metrics(query, query_labels, ref, ref_labels)
+        # With ties, the calculator's value depends on the neighbour order it is handed.
+        knn = _stable_knn if ties else None
+        plain = _calculator(knn).get_accuracy(query, query_labels, ref, ref_labels)
+        averaged = _calculator(knn, avg_of_avgs=True).get_accuracy(query, query_labels, ref, ref_labels)
+        for name, key in (
+            ("precision_at_1", "precision_at_1"),
+            ("r_precision", "r_precision"),
+            ("mean_average_precision_at_r", "map_at_r"),
+        ):
+            assert ours[key] == pytest.approx(plain[name], rel=1e-12, abs=0)
+            assert ours[f"{key}_per_class"] == pytest.approx(averaged[name], rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("way", SEARCHES)
+def test_search_finds_the_nearest_in_distance_order_ties_by_position(way, monkeypatch):
+    for name, value in SEARCHES[way].items():
+        monkeypatch.setattr(neighbours, name, value)
+    query, query_labels, ref, ref_labels = _retrieval_problem(0, ties=True)
+    expected = _stable_knn(query, 7, ref)[1]
+    assert torch.equal(search(query, ref, 7, block=16).nearest, expected)
+    assert torch.equal(search(query, ref, 7, query_labels, ref_labels, block=16).nearest, expected)
+
+
+def test_search_shares_cdists_distances():
+    """The search ranks by the library's distance values themselves (float32 ties included)."""
+    g = torch.Generator().manual_seed(3)
+    query, ref = torch.randn(300, 128, generator=g), torch.randn(2000, 128, generator=g)
+    expected = LpDistance(normalize_embeddings=True)(query, ref)
+    q = neighbours._augmented(torch.nn.functional.normalize(query, dim=1), query=True)
+    r = neighbours._augmented(torch.nn.functional.normalize(ref, dim=1), query=False)
+    assert torch.equal(neighbours._distance(q[:256] @ r.T), expected[:256])
 
 
 def test_precision_at_1_by_hand():
@@ -119,24 +192,6 @@ def test_precision_at_1_by_hand():
     m = retrieval_metrics(query, query_labels, ref, ref_labels)
     assert m["precision_at_1"] == pytest.approx(2 / 3)
     assert m["precision_at_1_per_class"] == pytest.approx((1 + 1 / 2) / 2)
-
-
-def test_chunked_retrieval_equals_accuracy_calculator():
-    g = torch.Generator().manual_seed(1)
-    ref, ref_labels = torch.randn(400, 6, generator=g), torch.randint(0, 4, (400,), generator=g)
-    query, query_labels = torch.randn(90, 6, generator=g), torch.randint(0, 5, (90,), generator=g)
-    ref[:, 0] += ref_labels
-    query[:, 0] += query_labels  # class 4 is absent from the reference: "lone" queries
-    ours = retrieval_metrics(query, query_labels, ref, ref_labels, query_chunk=32)
-    plain = make_calculator().get_accuracy(query, query_labels, ref, ref_labels)
-    averaged = make_calculator(avg_of_avgs=True).get_accuracy(query, query_labels, ref, ref_labels)
-    for name, key in (
-        ("precision_at_1", "precision_at_1"),
-        ("r_precision", "r_precision"),
-        ("mean_average_precision_at_r", "map_at_r"),
-    ):
-        assert ours[key] == pytest.approx(plain[name])
-        assert ours[f"{key}_per_class"] == pytest.approx(averaged[name])
 
 
 class _Flatten:
@@ -190,3 +245,23 @@ def test_evaluate_unknown_rule_lists_the_rules():
 def test_mean_images_is_per_class_mean():
     images = torch.tensor([[[1.0]], [[3.0]], [[5.0]]])
     assert mean_images(images, torch.tensor([0, 0, 1]), 3).flatten().tolist() == [2.0, 5.0, 0.0]
+
+
+def test_val_and_test_splits_share_one_search_and_its_tie_order():
+    """Both splits take their k-NN neighbours from the same search, whose ties go to the
+    earlier training image: the same images score the same as val and as test."""
+    codes = ("a", "b", "c")
+    train = ImageSet(
+        torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]], [[-1.0, 0.1]], [[-1.0, -0.1]], [[0.1, -1.0]]]),
+        torch.tensor([1, 0, 2, 2, 2]),
+        codes,
+        0,
+        "t",
+    )
+    # Query 0 is equally far from training images 0 (class 1) and 1 (class 0).
+    queries = ImageSet(torch.tensor([[[1.0, 1.0]], [[0.9, -0.2]]]), torch.tensor([0, 1]), codes, 0, "q")
+    out = evaluate(_Flatten(), Splits(train, queries, queries), embed_sample=0)
+    for rule, metrics in out["metrics_by_rule"].items():
+        assert out["val_metrics_by_rule"][rule] == compact_metrics(metrics)
+    knn1 = out["metrics_by_rule"]["knn1"]["confusion"]["matrix"]
+    assert knn1[0] == [0, 1, 0]  # the tie went to training image 0, class 1

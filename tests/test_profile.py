@@ -33,7 +33,7 @@ def test_per_item_pipelines_read_the_same_triplets_from_a_table_and_a_tensor(dig
     tensor-row pipeline indexes: only where the pixels come from differs."""
     import torch
 
-    from bench.profile import PerItemTriplets
+    from bench.profile.training import PerItemTriplets
 
     train = digits_splits.train
     table = PerItemTriplets(train, seed=3, rows="table")
@@ -45,3 +45,13 @@ def test_per_item_pipelines_read_the_same_triplets_from_a_table_and_a_tensor(dig
     means = table[0][0]
     y = int(train.labels[0])
     assert torch.allclose(means, train.images[train.labels == y].float().mean(0))
+
+
+def test_evaluation_profile_times_evaluate_against_its_distance_computation():
+    """``--eval``'s figures, on a small problem: both times, measured in the same rounds."""
+    from bench.profile.evaluation import profile_evaluation
+
+    out = profile_evaluation(references=3000, queries=500, rounds=2)
+    assert out["distance_s"] > 0 and out["eval_s"] > out["embed_s"] > 0
+    assert 0 < out["eval_vs_distance"] < 100
+    assert out["search_and_metrics_s"] == out["eval_s"] - out["embed_s"]

@@ -19,7 +19,8 @@ from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet, Splits, class_means
 from bench.evaluation.health import embedding_spread
 from bench.evaluation.metrics import classification_metrics, compact_metrics
-from bench.evaluation.retrieval import retrieval_and_neighbours, retrieval_metrics
+from bench.evaluation.neighbours import search
+from bench.evaluation.retrieval import summarize
 from bench.evaluation.rules import RULES, l2_normalize, predict_rules
 
 HEADLINE_DEFAULT = "knn5"
@@ -73,7 +74,6 @@ def evaluate(
     cost_overkill: float = 1.0,
     good_share: float | None = None,
     embed_sample: int = 1000,
-    retrieval_max_queries: int | None = None,
 ) -> dict:
     """Embed train/val/test once, apply every rule on val and test, and measure.
 
@@ -86,10 +86,6 @@ def evaluate(
         cost_overkill: cost of one overkill.
         good_share: production share of good parts, for ``cost_per_1000["production_mix"]``.
         embed_sample: test embeddings kept for the 2-D projection.
-        retrieval_max_queries: cap on the test queries of the retrieval view (a fixed-seed
-            random subset); None uses all. Retrieval dominates evaluation time (MAP@R ranks the
-            R = largest-class-size nearest references of every query), and its cost is linear
-            in the queries. With all queries, its neighbour search also serves the k-NN rules.
 
     Returns:
         ``metrics`` (the headline rule's test metrics merged with the retrieval metrics),
@@ -115,18 +111,13 @@ def evaluate(
         mean_image_emb = method.embed(mean_images(train.images, train.labels, num_classes)).detach().float()
         heads = {name: _head(method, s.images) for name, s in _named(splits) if name != "train"}
 
-        # One neighbour search over the test queries serves the retrieval view (R nearest)
-        # and the k-NN rules (5 nearest), unless retrieval runs on a subset of the queries.
-        queries = _query_subset(len(splits.test), retrieval_max_queries)
-        test_neighbours = None
-        if len(queries) == len(splits.test):
-            retrieval, test_neighbours = retrieval_and_neighbours(
-                emb["test"], splits.test.labels, emb["train"], train.labels, keep=5
-            )
-        else:
-            retrieval = retrieval_metrics(
-                emb["test"][queries], splits.test.labels[queries], emb["train"], train.labels
-            )
+        # One neighbour search per split, the same for both: it finds the nearest training
+        # embeddings of the k-NN rules and, for the test split, the retrieval view's R nearest.
+        found = {
+            "val": search(emb["val"], emb["train"], 5),
+            "test": search(emb["test"], emb["train"], 5, splits.test.labels, train.labels),
+        }
+        retrieval = summarize(found["test"], splits.test.labels)
         preds = {
             name: predict_rules(
                 emb["train"],
@@ -135,7 +126,7 @@ def evaluate(
                 mean_image_emb,
                 num_classes,
                 heads[name],
-                neighbours=test_neighbours if name == "test" else None,
+                neighbours=found[name].nearest,
             )
             for name in ("val", "test")
         }
@@ -167,12 +158,6 @@ def evaluate(
         "embedding_2d": projection,
         "test_spread": embedding_spread(emb["test"]),
     }
-
-
-def _query_subset(n: int, cap: int | None, seed: int = 0) -> torch.Tensor:
-    if cap is None or cap >= n:
-        return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:cap].sort().values
 
 
 def _named(splits: Splits) -> tuple[tuple[str, ImageSet], ...]:

@@ -3,9 +3,9 @@
 Every rule measures Euclidean distance between L2-normalized embeddings. Normalizing first
 puts all methods on one footing (a contrastive or triplet trunk and a softmax classifier
 produce embeddings of very different scales) and matches the ``LpDistance(normalize_embeddings=
-True)`` that the retrieval view uses. On unit vectors ``|a - b|^2 = 2 - 2 a.b``, so the
-nearest neighbours are found with one matrix product per query chunk and ``topk`` on the
-similarities, which is much cheaper than ``cdist`` and ranks identically.
+True)`` that the retrieval view uses. The k-NN rules take their neighbours from
+``bench.evaluation.neighbours.search``, the one search that also serves the retrieval view,
+in the same order for every split.
 
 Rules (``RULES``):
     prototype: nearest class centre, the mean of the class's normalized training embeddings
@@ -24,45 +24,17 @@ import torch
 import torch.nn.functional as F
 
 from bench.datasets import image_set
+from bench.evaluation.neighbours import QUERY_BLOCK, search
 
 RULES: tuple[str, ...] = ("prototype", "mean_image", "knn1", "knn5", "head")
 
-# Queries per matrix product: 4096 x 60,000 float32 similarities is ~1 GB, the most we allow.
-DEFAULT_CHUNK = 4096
+# Queries per matrix product.
+DEFAULT_CHUNK = QUERY_BLOCK
 
 
 def l2_normalize(embeddings: torch.Tensor) -> torch.Tensor:
     """Rows scaled to unit length, as float32 (a zero row stays zero)."""
     return F.normalize(embeddings.detach().float(), dim=1)
-
-
-def nearest_neighbours(
-    query: torch.Tensor, reference: torch.Tensor, k: int, chunk_size: int = DEFAULT_CHUNK
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` nearest reference rows of every query row, nearest first.
-
-    Args:
-        query: (n, d) embeddings (normalized here).
-        reference: (m, d) embeddings (normalized here).
-        k: neighbours per query (clipped to ``m``).
-        chunk_size: queries per matrix product, to bound memory at ``chunk_size * m`` floats.
-
-    Returns:
-        ``(distances, indices)``, each (n, k): Euclidean distances between the normalized
-        embeddings and positions in ``reference``.
-    """
-    q = l2_normalize(query)
-    r = l2_normalize(reference)
-    k = min(int(k), r.shape[0])
-    sims, idx = [], []
-    for start in range(0, q.shape[0], chunk_size):
-        s, i = torch.topk(q[start : start + chunk_size] @ r.T, k, dim=1, largest=True, sorted=True)
-        sims.append(s)
-        idx.append(i)
-    if not sims:
-        return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
-    sim = torch.cat(sims)
-    return torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=0.0)), torch.cat(idx)
 
 
 def knn_vote(neighbour_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -122,8 +94,8 @@ def predict_rules(
         head_logits: (n, C) classifier logits for the queries, or None (no ``head`` rule).
         chunk_size: queries per similarity matrix (memory bound).
         neighbours: optional (n, >= 5) positions of each query's nearest training embeddings,
-            nearest first, from a search already made (e.g. the retrieval view's); the k-NN
-            rules then search no more.
+            nearest first, from ``search`` already made (``evaluate`` makes one per split, which
+            also serves the retrieval view); the k-NN rules then search no more.
 
     Returns:
         ``{rule: LongTensor (n,)}`` in ``RULES`` order, holding only the rules that apply.
@@ -139,7 +111,7 @@ def predict_rules(
     if neighbours is not None and neighbours.shape[1] >= k:
         idx = neighbours[:, :k]
     else:
-        _, idx = nearest_neighbours(query_emb, train_emb, k, chunk_size)
+        idx = search(query_emb, train_emb, keep=k, block=chunk_size).nearest
     neighbour_labels = train_labels[idx]
     out["knn1"] = neighbour_labels[:, 0].clone()
     out["knn5"] = knn_vote(neighbour_labels, num_classes)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench.datasets import load_dataset, split_dataset
-from bench.profile import synthetic_splits
+from bench.profile.evaluation import synthetic_splits
 from bench.sampling.budget import Budget
 
 EMBED_IMAGES = 10_000

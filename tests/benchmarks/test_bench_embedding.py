@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.profile import synthetic_splits
+from bench.profile.evaluation import synthetic_splits
 from bench.sampling.budget import Budget
 from methods import create_method, list_methods
 

@@ -72,7 +72,7 @@ def test_rule(benchmark, rule, rule_problem):
 
 def test_retrieval(benchmark, rule_problem):
     benchmark.group = "rules: 10k queries x 10k references"
-    benchmark.extra_info["rule"] = "retrieval (AccuracyCalculator)"
+    benchmark.extra_info["rule"] = "retrieval (MAP@R, R-precision, precision@1)"
     p = rule_problem
     out = benchmark.pedantic(
         retrieval_metrics,

@@ -1,8 +1,8 @@
-"""``python -m bench profile``: how fast each method trains and how long evaluation takes.
+"""Training throughput: each method's real ``fit`` against a bare loop and per-item pipelines.
 
-Training: in one process, on one torch thread, with the same trunk, batch size and data, each
-method's real ``fit`` is timed against two baselines, interleaved round by round so that
-background load hits all of them alike:
+In one process, on one torch thread, with the same trunk, batch size and data, each method's
+real ``fit`` is timed against two baselines, interleaved round by round so that background load
+hits all of them alike:
 
 - the *bare loop*: index a random batch from the image tensor, forward, cross-entropy on a
   linear head, backward, Adam step, nothing else (the least a training step can cost);
@@ -17,11 +17,6 @@ ratios measure what the harness adds around the model, not a faster optimizer.
 
 Throughput is nominal images per second (``steps * batch_images / seconds``), the unit the
 budget counts; the ratios are medians of the per-round ratios.
-
-Evaluation (``--eval``): ``evaluate`` on a Fashion-MNIST-sized synthetic problem (60,000
-training references, 10,000 test queries, 28 x 28 images, 128-d), embedding and every rule
-and retrieval metric included. ``--growth`` times training and evaluation as the dataset and
-the embedding size grow.
 """
 
 from __future__ import annotations
@@ -35,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.datasets.image_set import ImageSet, Splits
+from bench.datasets.image_set import ImageSet
 from bench.sampling.budget import Budget
 
 ROUNDS = 5
@@ -219,168 +214,3 @@ def profile_training(
         )
         for name, times in seconds.items()
     ]
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-
-def synthetic_splits(
-    references: int = 60_000, queries: int = 10_000, classes: int = 10, shape=(28, 28), seed: int = 0
-) -> Splits:
-    """A Fashion-MNIST-shaped problem: class prototypes plus noise, balanced classes.
-
-    Train has ``references`` images, test ``queries``, val ``queries // 5``.
-    """
-    g = torch.Generator().manual_seed(seed)
-    prototypes = torch.rand(classes, *shape, generator=g)
-    codes = tuple(str(c) for c in range(classes))
-
-    def split(n: int, name: str) -> ImageSet:
-        labels = torch.arange(n) % classes
-        images = (prototypes[labels] + 0.5 * torch.rand(n, *shape, generator=g)).clamp(0, 1)
-        return ImageSet(images, labels, codes, 0, name)
-
-    return Splits(
-        split(references, "train"), split(max(classes, queries // 5), "val"), split(queries, "test")
-    )
-
-
-def profile_evaluation(
-    references: int = 60_000, queries: int = 10_000, embedding_size: int = 128, trunk: str = "mlp"
-) -> dict[str, float]:
-    """Seconds of ``evaluate`` (embedding, every rule, retrieval) on ``synthetic_splits``.
-
-    The method is a classifier fitted for 2 steps: its weights do not change the cost, and
-    it has a head, so the ``head`` rule is timed too.
-    """
-    from bench.evaluation.evaluate import evaluate
-    from methods import create_method
-
-    splits = synthetic_splits(references, queries)
-    method = create_method("classifier", trunk=trunk)
-    budget = Budget(steps=2, batch_images=64, embedding_size=embedding_size)
-    started = time.perf_counter()
-    method.fit(splits.train, budget=budget, seed=0)
-    fit_s = time.perf_counter() - started
-    out = evaluate(method, splits, embed_sample=0)
-    embedded = len(splits.train) + len(splits.val) + len(splits.test)
-    embed_s = embedded / out["embed_images_per_s"] if out["embed_images_per_s"] else 0.0
-    return {
-        "references": references,
-        "queries": queries,
-        "embedding_size": embedding_size,
-        "fit_2_steps_s": fit_s,
-        "eval_s": out["eval_s"],
-        "embed_s": embed_s,
-        "search_and_metrics_s": out["eval_s"] - embed_s,
-    }
-
-
-def profile_growth(
-    sizes: Sequence[int] = (1_000, 10_000, 60_000),
-    embedding_sizes: Sequence[int] = (32, 128, 512),
-    steps: int = 50,
-    method: str = "mined-triplet",
-    trunk: str = "mlp",
-) -> list[dict[str, float]]:
-    """Training and evaluation seconds as the dataset (at 128-d) and the embedding grow.
-
-    The dataset of ``n`` images is split 6 : 1 into references and queries, like
-    Fashion-MNIST's 60,000 / 10,000; the embedding sweep runs at the middle size.
-    """
-    cells = [(n, 128) for n in sizes] + [
-        (sorted(sizes)[len(sizes) // 2], d) for d in embedding_sizes if d != 128
-    ]
-    rows = []
-    for n, d in cells:
-        references, queries = n * 6 // 7, n // 7
-        splits = synthetic_splits(references, queries)
-        budget = Budget(steps=steps, embedding_size=d)
-        fit_s = fit_seconds(method, splits.train, trunk, budget)
-        row = profile_evaluation(references, queries, d, trunk)
-        rows.append({"images": n, "embedding_size": d, f"fit_{steps}_steps_s": fit_s, **row})
-    return rows
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_profile_arguments(parser) -> None:
-    """The ``profile`` subcommand's options."""
-    parser.add_argument("--dataset", default="inspection", help="dataset to train on (default: inspection)")
-    parser.add_argument("--trunk", default="mlp", help="shared trunk (default: mlp)")
-    parser.add_argument("--steps", type=int, default=100, help="steps per timed fit (default: 100)")
-    parser.add_argument(
-        "--batch-images", type=int, default=None, help="images per step (default: the budget's)"
-    )
-    parser.add_argument("--method", action="append", help="method to time (repeatable; default: all)")
-    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds (median taken)")
-    parser.add_argument(
-        "--eval", action="store_true", help="also time evaluate() on 10k queries x 60k references"
-    )
-    parser.add_argument(
-        "--growth", action="store_true", help="time training and evaluation vs data and embedding size"
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
-
-
-def run_profile(args, console) -> int:
-    """Run ``python -m bench profile`` and print rich tables; returns the exit code."""
-    from rich.table import Table
-
-    from bench.core.errors import BenchError
-    from bench.datasets import load_dataset, split_dataset
-    from methods import list_methods
-
-    if args.steps < 1 or args.rounds < 1 or args.threads < 1:
-        raise BenchError("--steps, --rounds and --threads must be >= 1")
-    torch.set_num_threads(args.threads)
-    methods = args.method or list_methods()
-    for name in methods:
-        if name not in list_methods():
-            raise BenchError(f"unknown method {name!r}; known methods: {', '.join(list_methods())}")
-    train = split_dataset(load_dataset(args.dataset), seed=0).train
-    batch = args.batch_images or Budget().batch_images
-    console.print(
-        f"training: {args.dataset} ({len(train)} train images), trunk {args.trunk}, {batch} images/step, "
-        f"{args.steps} steps, {args.rounds} rounds, {torch.get_num_threads()} thread(s)"
-    )
-    rows = profile_training(train, methods, args.trunk, args.steps, batch, args.rounds)
-    table = Table(title="Training throughput (nominal images/s, medians)")
-    for col in ("contender", "images/s", "vs bare loop", "vs per-item pipeline", "vs per-item, tensor rows"):
-        table.add_column(col, justify="left" if col == "contender" else "right")
-    for row in rows:
-        table.add_row(
-            row.name,
-            f"{row.images_per_s:,.0f}",
-            f"{row.vs_bare:.2f}x",
-            f"{row.vs_per_item:.2f}x",
-            f"{row.vs_per_item_tensor:.2f}x",
-        )
-    console.print(table)
-
-    if args.eval:
-        result = profile_evaluation(trunk=args.trunk)
-        table = Table(title="evaluate(): 10,000 queries x 60,000 references, 128-d")
-        for col in ("eval s", "embedding s", "search + rules + metrics s"):
-            table.add_column(col, justify="right")
-        table.add_row(
-            f"{result['eval_s']:.1f}", f"{result['embed_s']:.1f}", f"{result['search_and_metrics_s']:.1f}"
-        )
-        console.print(table)
-    if args.growth:
-        grow = profile_growth(steps=args.steps, trunk=args.trunk)
-        table = Table(title=f"Growth: mined-triplet fit ({args.steps} steps) and evaluate()")
-        for col in ("images", "embedding", "fit s", "eval s", "embedding s", "search + metrics s"):
-            table.add_column(col, justify="right")
-        for r in grow:
-            table.add_row(
-                f"{r['images']:,}",
-                str(r["embedding_size"]),
-                f"{r[f'fit_{args.steps}_steps_s']:.2f}",
-                f"{r['eval_s']:.2f}",
-                f"{r['embed_s']:.2f}",
-                f"{r['search_and_metrics_s']:.2f}",
-            )
-        console.print(table)
-    return 0
