@@ -10,9 +10,7 @@ are the same for all (the fairness the comparison rests on).
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -21,8 +19,23 @@ from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet
 from bench.sampling.budget import Budget
 from bench.sampling.plan import BalancePlan
+from methods.batch import Batch, StepLoss
+from methods.checks import check_choice, check_positive, per_tuple_reduce
+from methods.fit_data import FitData
 from methods.sampling import ClassIndex, plan_weight_table
 from methods.trunks import build_trunk, list_trunks
+
+__all__ = [
+    "RECORD_EVERY",
+    "Batch",
+    "EmbeddingMethod",
+    "StepLoss",
+    "TrainingDiverged",
+    "build_optimizer",
+    "check_choice",
+    "check_positive",
+    "per_tuple_reduce",
+]
 
 #: Steps between loss records, divergence checks and progress calls.
 RECORD_EVERY = 10
@@ -54,46 +67,7 @@ class TrainingDiverged(RuntimeError):
         super().__init__(f"loss diverged ({self.loss}) at step {self.step}")
 
 
-@dataclass
-class Batch:
-    """What one step drew from the training split (all tensors on the training device).
-
-    Attributes:
-        positions: training-split positions of every image drawn this step (audit trail:
-            ``train.index[positions]`` are the dataset indices the step used).
-        anchor_classes: the classes counted in ``sampling_["anchor_counts"]`` (anchors,
-            first pair elements, or batch images).
-        negative_classes: classes counted in ``sampling_["negative_counts"]``, or None.
-        negative_weights: how many times each entry of ``negative_classes`` counts (int64),
-            or None for once each.
-        parts: method-specific tensors (index tuples, labels...).
-    """
-
-    positions: torch.Tensor
-    anchor_classes: torch.Tensor
-    negative_classes: torch.Tensor | None = None
-    negative_weights: torch.Tensor | None = None
-    parts: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-@dataclass
-class StepLoss:
-    """The loss of one step and what it was made of.
-
-    Attributes:
-        loss: scalar tensor to backpropagate.
-        active: scalar tensor, tuples with non-zero loss.
-        tuples: tuples scored (int, or a scalar tensor when mined).
-        forward_images: images actually forwarded through the trunk this step.
-    """
-
-    loss: torch.Tensor
-    active: torch.Tensor
-    tuples: int | torch.Tensor
-    forward_images: int
-
-
-class EmbeddingMethod:
+class EmbeddingMethod(FitData):
     """Base class of every embedding method (scikit-learn style estimator).
 
     ``__init__`` only stores keyword hyperparameters; ``fit`` learns; learned state ends in
@@ -109,7 +83,12 @@ class EmbeddingMethod:
     - ``checkpoint_``: with ``budget.eval_every > 0`` and a validation split, the selected
       step and validation 1-NN accuracies; otherwise None (final weights).
 
-    Subclasses implement ``_prepare`` (optional), ``_draw`` and ``_loss``.
+    Subclasses implement ``_prepare`` (optional), ``_draw`` and ``_loss``. While ``fit``
+    runs, the hooks read the training data and the draw tools through public accessors:
+    ``train_images``, ``train_labels``, ``class_index`` (vectorized draws of classes and
+    images), ``generator`` (seeded by ``fit``; pass it to every draw), ``batch_images``
+    (nominal images per step, the shared budget) and ``num_classes``. A worked plug-in is in
+    the README (*Writing a method*).
 
     Args:
         trunk: the shared trunk, ``"mlp"`` (the reference network) or ``"cnn"``.
@@ -162,17 +141,22 @@ class EmbeddingMethod:
     def _prepare(self, images: torch.Tensor, labels: torch.Tensor, budget: Budget) -> dict[str, nn.Module]:
         """Precompute per-fit state from the training tensors (on the device).
 
-        Returns extra trainable modules (e.g. a classifier head) to optimise with the trunk.
-        Runs under the fit seed, so modules built here are initialised reproducibly.
+        ``images`` and ``labels`` are ``train_images`` and ``train_labels``. Returns extra
+        trainable modules (e.g. a classifier head) to optimise with the trunk. Runs under the
+        fit seed, so modules built here are initialised reproducibly.
         """
         return {}
 
     def _draw(self, weights: torch.Tensor) -> Batch:
-        """Draw one step's batch from the training split following class ``weights`` (C,)."""
+        """Draw one step's batch following class ``weights`` (C,), the balance plan's.
+
+        Draw with ``class_index`` and ``generator`` (never Python's or torch's global RNG),
+        about ``batch_images`` nominal images; return positions into ``train_images``.
+        """
         raise NotImplementedError
 
     def _loss(self, batch: Batch) -> StepLoss:
-        """Forward the batch through ``self.model_`` and score it."""
+        """Forward the batch (``train_images[batch.positions]``) through ``self.model_`` and score it."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- training
@@ -221,8 +205,6 @@ class EmbeddingMethod:
         self._images = train.images.to(dev, torch.float32)
         self._labels = train.labels.to(dev, torch.int64)
         self._index = ClassIndex(self._labels, num_classes)
-        self._num_classes = num_classes
-        self._batch_images = int(budget.batch_images)
         self._generator = torch.Generator(device=dev)
         self._generator.manual_seed(int(seed))
         weight_table = plan_weight_table(plan, steps, dev)
@@ -247,7 +229,7 @@ class EmbeddingMethod:
         return None
 
     def _train_loop(self, train, val, weight_table, steps, dev, progress) -> None:
-        c = self._num_classes
+        c = self.num_classes
         modules = [self.model_, *self._extra.values()]
         params = [p for m in modules for p in m.parameters()]
         optimizer = build_optimizer(params, self.budget_.lr)
@@ -316,7 +298,7 @@ class EmbeddingMethod:
             "tuples": int(tuples),
             "active_share": float(active_share) / steps,
             "steps": steps,
-            "images_seen": steps * self._batch_images,
+            "images_seen": steps * self.batch_images,
             "forward_images": int(forward_images),
         }
 
@@ -373,28 +355,3 @@ class EmbeddingMethod:
         """Class logits ``(n, C)`` for methods with a classification head; None otherwise."""
         self._check_fitted()
         return None
-
-
-def per_tuple_reduce(losses: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Reduce per-tuple losses: ``"mean"`` over all tuples, ``"mean-nonzero"`` over the
-    tuples with non-zero loss (pytorch-metric-learning's AvgNonZeroReducer)."""
-    if losses.numel() == 0:
-        return losses.sum()
-    if reduction == "mean":
-        return losses.mean()
-    return losses.sum() / (losses > 0).sum().clamp(min=1)
-
-
-def check_choice(method: str, name: str, value, choices) -> None:
-    """BenchError unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise BenchError(f"{method}: {name}={value!r} is not one of {', '.join(map(repr, choices))}")
-
-
-def check_positive(method: str, name: str, value, allow_zero: bool = False) -> None:
-    """BenchError unless ``value`` is a positive (or non-negative) finite number."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        raise BenchError(
-            f"{method}: {name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}"
-        )

@@ -34,7 +34,7 @@ class Classifier(EmbeddingMethod):
         check_positive(self.name, "label_smoothing", self.label_smoothing, allow_zero=True)
 
     def _prepare(self, images: torch.Tensor, labels: torch.Tensor, budget: Budget) -> dict[str, nn.Module]:
-        self.head_ = nn.Linear(budget.embedding_size, self._num_classes)
+        self.head_ = nn.Linear(budget.embedding_size, self.num_classes)
         return {"head": self.head_}
 
     def collapse_loss(self) -> float:
@@ -47,12 +47,12 @@ class Classifier(EmbeddingMethod):
         return float(-(target * target.log()).sum())
 
     def _draw(self, weights: torch.Tensor) -> Batch:
-        index, gen = self._index, self._generator
-        classes = index.draw_classes(weights, self._batch_images, gen)
+        index, gen = self.class_index, self.generator
+        classes = index.draw_classes(weights, self.batch_images, gen)
         return Batch(positions=index.draw_in_class(classes, gen), anchor_classes=classes)
 
     def _loss(self, batch: Batch) -> StepLoss:
-        x = self._images[batch.positions]
+        x = self.train_images[batch.positions]
         logits = self.head_(self.model_(x))
         per_image = F.cross_entropy(
             logits, batch.anchor_classes, reduction="none", label_smoothing=float(self.label_smoothing)

@@ -89,7 +89,7 @@ class MeanAnchorTriplet(EmbeddingMethod):
             )
 
     def _prepare(self, images: torch.Tensor, labels: torch.Tensor, budget: Budget) -> dict[str, nn.Module]:
-        c = self._num_classes
+        c = self.num_classes
         self._triplets = budget.batch_images // 3
         if self._triplets < 1:
             raise BenchError(
@@ -112,7 +112,7 @@ class MeanAnchorTriplet(EmbeddingMethod):
         return float(self.margin)
 
     def _draw(self, weights: torch.Tensor) -> Batch:
-        index, gen = self._index, self._generator
+        index, gen = self.class_index, self.generator
         anchors = index.draw_classes(weights, self._triplets, gen)
         positives = index.draw_in_class(anchors, gen)
         negatives = index.draw_negatives(anchors, gen, by=self.negatives)
@@ -124,18 +124,20 @@ class MeanAnchorTriplet(EmbeddingMethod):
         return Batch(
             positions=torch.cat(drawn),
             anchor_classes=anchors,
-            negative_classes=self._labels[negatives],
+            negative_classes=self.train_labels[negatives],
             parts=parts,
         )
 
     def _loss(self, batch: Batch) -> StepLoss:
-        c = self._num_classes
+        c = self.num_classes
         parts = batch.parts
         if self.anchor == "image":
             anchor_images = self._mean_images
         else:
-            anchor_images = self._images[parts["sample"]]
-        x = torch.cat([anchor_images, self._images[parts["positives"]], self._images[parts["negatives"]]])
+            anchor_images = self.train_images[parts["sample"]]
+        x = torch.cat(
+            [anchor_images, self.train_images[parts["positives"]], self.train_images[parts["negatives"]]]
+        )
         emb = self.model_(x)
         if self.anchor == "embedding":
             anchors = emb[: self._anchor_rows].view(c, self.anchor_sample, -1).mean(1)

@@ -86,14 +86,14 @@ class MinedTriplet(EmbeddingMethod):
         return float(self.margin)
 
     def _draw(self, weights: torch.Tensor) -> Batch:
-        index, gen = self._index, self._generator
+        index, gen = self.class_index, self.generator
         groups = index.draw_classes(weights, self._groups, gen)
-        classes = groups.repeat_interleave(self.images_per_class)[: self._batch_images]
+        classes = groups.repeat_interleave(self.images_per_class)[: self.batch_images]
         return Batch(positions=index.draw_in_class(classes, gen), anchor_classes=classes)
 
     def _loss(self, batch: Batch) -> StepLoss:
         labels = batch.anchor_classes
-        x = self._images[batch.positions]
+        x = self.train_images[batch.positions]
         emb = self.model_(x)
         out = mined_triplet_loss(emb, labels, self.margin, self.miner, self.reduction, self.normalize)
         batch.negative_classes = labels

@@ -1,15 +1,19 @@
 """The method registry: ``@register_method("name")``, ``list_methods``, ``create_method``.
 
-Third-party packages add methods through the ``bench.methods`` entry-point group: each entry
-point names a module (or callable) whose import registers its methods. A plug-in that fails to
-load (an import error, a name already taken) is skipped with one warning line naming it; the
-others still load.
+Methods come from three places, all loaded on the first look-up: the built-in modules, any
+other module of the ``methods`` package (drop ``my_method.py`` beside them and it is imported),
+and third-party packages through the ``bench.methods`` entry-point group, each entry point
+naming a module (or callable) whose import registers its methods. A plug-in or a dropped-in
+module that fails to load (an import error, a name already taken) is skipped with one warning
+line naming it; the others still load.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
+import pkgutil
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TypeVar
@@ -47,6 +51,7 @@ def _load_plugins() -> None:
     _plugins_loaded = True
     import methods  # noqa: F401  (registers the built-in methods)
 
+    _import_package_modules()
     for ep in entry_points(group="bench.methods"):
         try:
             loaded = ep.load()
@@ -60,6 +65,21 @@ def _load_plugins() -> None:
                 ep.value,
                 reason,
             )
+
+
+def _import_package_modules() -> None:
+    """Import every module of the ``methods`` package, so a method module dropped into it is
+    registered like the built-in ones."""
+    import methods
+
+    for info in pkgutil.iter_modules(methods.__path__):
+        if info.name.startswith("_"):
+            continue
+        try:
+            importlib.import_module(f"methods.{info.name}")
+        except Exception as exc:  # a broken drop-in must not take the built-in methods down
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            logger.warning("warning: methods/%s.py could not be loaded and was skipped: %s", info.name, reason)
 
 
 def list_methods(pattern: str = "*") -> list[str]:

@@ -118,7 +118,7 @@ class Siamese(EmbeddingMethod):
         return float(self.margin) * (self._pairs - self._positives) / self._pairs
 
     def _draw(self, weights: torch.Tensor) -> Batch:
-        index, gen, k = self._index, self._generator, self._positives
+        index, gen, k = self.class_index, self.generator, self._positives
         classes = index.draw_classes(weights, self._pairs, gen)
         first = index.draw_in_class(classes, gen)
         same = index.draw_in_class(classes[:k], gen)
@@ -126,11 +126,11 @@ class Siamese(EmbeddingMethod):
         return Batch(
             positions=torch.cat([first, same, other]),
             anchor_classes=classes,
-            negative_classes=self._labels[other],
+            negative_classes=self.train_labels[other],
         )
 
     def _loss(self, batch: Batch) -> StepLoss:
-        x = self._images[batch.positions]
+        x = self.train_images[batch.positions]
         emb = self.model_(x)
         # The batch is laid out as [first elements; second elements], positives first.
         pairs = self._pairs

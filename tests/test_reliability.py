@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers_processes import pool_workers
 
 from bench.cli import main
 from bench.core.errors import BenchError
@@ -56,8 +57,13 @@ def test_sigkill_mid_run_then_resume_completes_without_duplicates(tmp_path):
     out = tmp_path / "run"
     proc = start(out)
     wait_for_records(out, 2, proc)
+    workers = pool_workers(proc.pid)
     proc.kill()
     proc.wait()
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # no orphaned workers
     before = read_records(out)
     assert 2 <= len(before) < 6
     done = subprocess.run(

@@ -69,7 +69,8 @@ def test_tune_takes_every_grid_flag_of_run():
         return {s for a in sub._actions for s in a.option_strings}
 
     seed_target = {"--target-ci", "--target-diff-ci", "--against", "--target-metric", "--max-seeds"}
-    run_only = {"--seeds", "--seed", "--params-from", "--dry-run", *seed_target}
+    # --force: a run directory's own grid (a tuning directory refuses another grid outright)
+    run_only = {"--seeds", "--seed", "--params-from", "--dry-run", "--force", *seed_target}
     assert options("run") - run_only <= options("tune")
     assert {
         "--trials",

@@ -6,16 +6,13 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
-from bench.cli.run import check_device
+from bench.cli.flags import check_device
+from bench.cli.tables import print_table, summary_line
 from bench.core.errors import BenchError
 from bench.grid.config import CellConfig
 
-
-def _about(obj: object) -> str:
-    """The first line of a plug-in's docstring, for ``list``."""
-    return ((getattr(obj, "__doc__", None) or "").strip().splitlines() or [""])[0]
+KINDS = ("methods", "schemes", "datasets", "trunks")
 
 
 def list_command(args: argparse.Namespace, console: Console) -> int:
@@ -24,55 +21,116 @@ def list_command(args: argparse.Namespace, console: Console) -> int:
     from methods import get_method_class, list_methods
     from methods.trunks import TRUNKS
 
+    if args.kind is not None and args.kind not in KINDS:
+        raise BenchError(f"cannot list {args.kind!r}; choose one of {', '.join(KINDS)} (or nothing for all)")
     kinds = {
-        "methods": [(m, _about(get_method_class(m))) for m in list_methods()],
-        "schemes": [(s, _about(f)) for s, f in SCHEMES.items()]
-        + [
-            (
-                "good-xK",
-                "The good class K times each defect class (any K > 0; good-x5 is the reference's fix).",
-            )
-        ],
-        "datasets": [(d, _about(f)) for d, f in DATASETS.items()]
-        + [
-            (
-                "hf:<name-or-path>",
-                "Any Hugging Face datasets source: hub name, save_to_disk folder, image folder, parquet.",
-            )
-        ],
-        "trunks": [(t, _about(f)) for t, f in TRUNKS.items()],
+        "methods": lambda: [(m, summary_line(get_method_class(m))) for m in list_methods()],
+        "schemes": lambda: (
+            [(s, summary_line(f)) for s, f in SCHEMES.items()]
+            + [
+                (
+                    "good-xK",
+                    "The good class K times each defect class (any K > 0; good-x5 is the reference's fix).",
+                )
+            ]
+        ),
+        "datasets": lambda: (
+            [(d, summary_line(f)) for d, f in DATASETS.items()]
+            + [
+                (
+                    "hf:<name-or-path>",
+                    "Any Hugging Face datasets source: hub name, save_to_disk folder, image folder, parquet.",
+                )
+            ]
+        ),
+        "trunks": lambda: [(t, summary_line(f)) for t, f in TRUNKS.items()],
     }
-    for kind, items in kinds.items():
+    for kind in KINDS:
         if args.kind and kind != args.kind:
             continue
-        table = Table(title=kind, show_header=False)
-        table.add_column("name", no_wrap=True)
-        table.add_column("about")
-        for name, about in items:
-            table.add_row(name, about)
-        console.print(table)
+        columns = [("name", "left"), ("about", "left")]
+        print_table(console, kind, columns, kinds[kind](), wrap=["about"], show_header=False)
     return 0
 
 
 def datasets_command(args: argparse.Namespace, console: Console) -> int:
     from bench.datasets import describe_datasets
 
-    rows = describe_datasets(args.inputs)
-    table = Table(title=f"datasets (inputs {args.inputs}; --inputs pixel|global|raw)")
-    for col in ("name", "image size", "classes", "train", "val", "test", "balance", "source", "inputs"):
-        table.add_column(col)
-    for r in rows:
+    columns = [
+        ("name", "left"),
+        ("image size", "left"),
+        ("classes", "right"),
+        ("train", "right"),
+        ("val", "right"),
+        ("test", "right"),
+        ("balance", "left"),
+        ("source", "left"),
+        ("inputs", "left"),
+    ]
+    rows = []
+    for r in describe_datasets(args.inputs):
         counts = r.get("counts") or {}
-        table.add_row(
-            r["name"],
-            str(r.get("image_size", "")),
-            str(r.get("classes", "")),
-            *(str(counts.get(s, "")) for s in ("train", "val", "test")),
-            str(r.get("balance", "")),
-            str(r.get("source", "")),
-            str(r.get("inputs") or ""),
+        rows.append(
+            [
+                r["name"],
+                r.get("image_size"),
+                r.get("classes"),
+                *(counts.get(s) for s in ("train", "val", "test")),
+                r.get("balance"),
+                r.get("source"),
+                r.get("inputs"),
+            ]
         )
-    console.print(table)
+    title = f"datasets (inputs {args.inputs}; --inputs pixel|global|raw)"
+    print_table(console, title, columns, rows, wrap=["balance", "source", "inputs"])
+    return 0
+
+
+def cells_command(run_dir: Path, console: Console) -> int:
+    """One row per recorded cell of ``run_dir`` with its hash (what ``rerun`` takes)."""
+    from bench.grid.store import RESULTS_FILE, latest_by_hash, read_records
+
+    if not (run_dir / RESULTS_FILE).exists():
+        raise BenchError(f"{run_dir} holds no {RESULTS_FILE}; pass the directory a run wrote (--out)")
+    records = sorted(
+        latest_by_hash(read_records(run_dir)).values(),
+        key=lambda r: (
+            r["config"].get("method", ""),
+            r["config"].get("scheme", ""),
+            r["config"].get("seed", 0),
+            r["hash"],
+        ),
+    )
+    if not records:
+        raise BenchError(f"{run_dir / RESULTS_FILE} holds no readable records")
+
+    def percent(value: object) -> str | None:
+        return f"{100 * value:.1f}" if isinstance(value, int | float) else None
+
+    rows = [
+        [
+            r["hash"],
+            r["config"].get("method"),
+            r["config"].get("scheme"),
+            r["config"].get("seed"),
+            r["status"],
+            percent((r.get("metrics") or {}).get("accuracy")),
+            percent((r.get("metrics") or {}).get("escape_rate")),
+        ]
+        for r in records
+    ]
+    columns = [
+        ("hash", "left"),
+        ("method", "left"),
+        ("scheme", "left"),
+        ("seed", "right"),
+        ("status", "left"),
+        ("accuracy %", "right"),
+        ("escape %", "right"),
+    ]
+    print_table(
+        console, f"cells of {run_dir} (rerun one: python -m bench rerun {run_dir} HASH)", columns, rows
+    )
     return 0
 
 
@@ -104,17 +162,16 @@ def _warn_other_machine(recorded: dict | None, now: dict | None, console: Consol
         " from convergence may differ across machines (CPU kernels, BLAS and threads round differently)",
         highlight=False,
     )
-    table = Table(show_header=True)
-    for col in ("", "record", "this machine"):
-        table.add_column(col)
-    for key in before:
-        table.add_row(
-            key,
-            "not recorded" if before[key] is None else str(before[key]),
-            "–" if after[key] is None else str(after[key]),
-            style="bold" if before[key] != after[key] else None,
-        )
-    console.print(table)
+    rows = [
+        [
+            key + (" *" if before[key] != after[key] else ""),  # * marks what differs
+            "not recorded" if before[key] is None else before[key],
+            after[key],
+        ]
+        for key in before
+    ]
+    columns = [("", "left"), ("record", "left"), ("this machine", "left")]
+    print_table(console, "machine fingerprints (* differs)", columns, rows, wrap=["record", "this machine"])
 
 
 def report_command(run_dir: Path, console: Console) -> int:

@@ -10,11 +10,21 @@ from pathlib import Path
 from rich.console import Console
 from rich_argparse import RichHelpFormatter
 
-from bench.cli.browse import datasets_command, list_command, report_command, rerun_command
-from bench.cli.run import add_execution_arguments, add_grid_arguments, run_command
+from bench.cli.browse import (
+    KINDS,
+    cells_command,
+    datasets_command,
+    list_command,
+    report_command,
+    rerun_command,
+)
+from bench.cli.flags import add_execution_arguments, add_grid_arguments
+from bench.cli.run import run_command
 from bench.cli.tune import add_tune_arguments, tune_command
 from bench.core.errors import BenchError
 from bench.datasets.standardize import INPUTS
+
+DEBUG_HELP = "show tracebacks for errors (before or after the command)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Fair benchmarks of embedding methods for automated visual inspection.",
         formatter_class=RichHelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -62,7 +72,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="use the tuned parameters of DIR/tuned.toml (from bench tune) for the methods it tuned",
     )
-    add_execution_arguments(run, "RUN_DIR")
+    add_execution_arguments(
+        run,
+        "RUN_DIR",
+        resume_help="continue RUN_DIR, skipping finished cells; alone (--resume --out RUN_DIR) it "
+        "continues RUN_DIR's own grid (RUN_DIR/config.toml); flags may change only the seeds",
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="add this grid's cells to a directory that holds another grid (its config.toml is kept)",
+    )
     run.add_argument("--dry-run", action="store_true", help="print the resolved grid (TOML) and exit")
 
     tune = sub.add_parser(
@@ -75,9 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     lst = sub.add_parser(
         "list", help="list methods, schemes, datasets and trunks", formatter_class=RichHelpFormatter
     )
-    lst.add_argument(
-        "kind", nargs="?", choices=("methods", "schemes", "datasets", "trunks"), help="only this kind"
-    )
+    lst.add_argument("kind", nargs="?", help=f"only this kind: {', '.join(KINDS)}")
 
     rep = sub.add_parser(
         "report", help="rebuild RUN_DIR/report.md from its records", formatter_class=RichHelpFormatter
@@ -90,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
     datasets.add_argument(
         "--inputs", choices=INPUTS, default="pixel", help="input standardization to describe (default pixel)"
     )
+
+    cells = sub.add_parser(
+        "cells",
+        help="list RUN_DIR's recorded cells with their hashes (for rerun)",
+        formatter_class=RichHelpFormatter,
+    )
+    cells.add_argument("run_dir")
 
     again = sub.add_parser(
         "rerun", help="rerun one recorded cell and report any difference", formatter_class=RichHelpFormatter
@@ -104,9 +129,15 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=RichHelpFormatter,
     )
     add_profile_arguments(prof)
-    again.add_argument("hash", help="the cell's hash (a unique prefix is enough)")
+    again.add_argument(
+        "hash", help="the cell's hash (a unique prefix is enough; see: python -m bench cells RUN_DIR)"
+    )
     again.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     again.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    for command in sub.choices.values():
+        if "--debug" not in command._option_string_actions:
+            # SUPPRESS: absent after the command, it leaves the value set before it alone.
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
 
 
@@ -125,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report_command(Path(args.run_dir), console)
         if args.command == "datasets":
             return datasets_command(args, console)
+        if args.command == "cells":
+            return cells_command(Path(args.run_dir), console)
         if args.command == "rerun":
             return rerun_command(args, console)
         if args.command == "profile":

@@ -3,125 +3,47 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
+import sys
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
+from bench.cli.flags import QUICK_BUDGET, QUICK_DATASET_OPTIONS, QUICK_SEEDS, check_execution
 from bench.core.errors import BenchError, unknown_name
-from bench.datasets.standardize import INPUTS
+from bench.datasets.image_set import ImageSet
 from bench.grid.adaptive import SeedTarget
 from bench.grid.config import GridConfig, load_grid_toml
-from bench.grid.executors import EXECUTORS, ExecutorOptions
+from bench.grid.executors import ExecutorOptions
+from bench.grid.run_dir import CONFIG_FILE
 from bench.sampling.budget import Budget
 from bench.sampling.schemes import DEFAULT_SCHEMES
 
-#: ``--quick``: a CI-sized preset (the whole ``--all`` grid in under a minute on 2 cores).
-QUICK_BUDGET = Budget(steps=60, batch_images=96)
-QUICK_DATASET_OPTIONS = {"inspection": {"n_per_defect": 30}}
-
-
-def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags that say what a grid trains and scores: data, methods, schemes, trunk, budget,
-    metrics and a config file. Shared by ``run`` and ``tune``, so a flag added here reaches both."""
-    parser.add_argument(
-        "--all",
-        action="store_true",
-        help="every method (run: with the default schemes: " + ", ".join(DEFAULT_SCHEMES) + ")",
-    )
-    parser.add_argument("--dataset", help="dataset name or hf:<name-or-path> (default: inspection)")
-    parser.add_argument("--data-dir", help="where a file-based dataset lives (fashion-mnist)")
-    parser.add_argument("--good", help="label code of the good class (default: 0, else the first class)")
-    parser.add_argument(
-        "--good-per-defect", type=float, help="reshape the data to this good:defect image ratio"
-    )
-    parser.add_argument("--method", action="append", help="method (repeatable)")
-    parser.add_argument("--scheme", action="append", help="balance scheme (repeatable; good-xK for any K)")
-    parser.add_argument("--trunk", help="shared trunk: mlp or cnn (default mlp)")
-    parser.add_argument(
-        "--inputs",
-        choices=INPUTS,
-        help="input standardization, statistics from the training split only: pixel (default; per-pixel "
-        "mean and std), global (one mean and std) or raw (pixels as loaded)",
-    )
-    parser.add_argument("--steps", type=int, help=f"optimizer steps (default {Budget.steps})")
-    parser.add_argument(
-        "--batch-images", type=int, help=f"nominal images per step (default {Budget.batch_images})"
-    )
-    parser.add_argument(
-        "--lr",
-        type=float,
-        help=f"Adam learning rate (default {Budget.lr}; a method's own `lr` in method_params overrides it; "
-        "tune: the learning rate of each method's first, default-parameter trial)",
-    )
-    parser.add_argument("--headline-rule", help="prediction rule for the headline metrics (default knn5)")
-    parser.add_argument("--cost-escape", type=float, help="cost of one escape (default 10)")
-    parser.add_argument("--cost-overkill", type=float, help="cost of one overkill (default 1)")
-    parser.add_argument("--good-share", type=float, help="share of good parts in production, for the cost")
-    parser.add_argument(
-        "--quick", action="store_true", help="CI-sized preset: tiny budget, one seed, small data"
-    )
-    parser.add_argument("--config", help="TOML grid file; flags override it")
-
-
-def add_execution_arguments(parser: argparse.ArgumentParser, out_name: str, unit: str = "cells") -> None:
-    """Where the output goes and where the work runs (``--out``, ``--resume``, device, threads,
-    executor, jobs, Dask address). Shared by ``run`` and ``tune``."""
-    parser.add_argument(
-        "--out", metavar=out_name, help="output directory (default results/<dataset>-<timestamp>)"
-    )
-    parser.add_argument("--resume", action="store_true", help=f"continue {out_name}, keeping finished {unit}")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help=f"torch threads per {unit[:-1]} (default 1: the models are small, and threads that spin-wait "
-        "for a busy core slow training down many times over)",
-    )
-    parser.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        help=f"where {unit} run: local (this process), process (a pool of --jobs workers) or "
-        f"dask (default: process when there are several {unit} and cores, else local)",
-    )
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="workers for --executor process or a local dask cluster (default: one per core)",
-    )
-    parser.add_argument(
-        "--address",
-        help="Dask scheduler, tcp://HOST:8786 (implies --executor dask; without it, "
-        "dask starts a local cluster); GPU workers: dask worker ... --resources GPU=1",
-    )
-
-
-def check_execution(args: argparse.Namespace) -> None:
-    """BenchError for an unusable device, thread or job count, or --address without dask."""
-    check_device(args.device)
-    if args.threads is not None and args.threads < 1:
-        raise BenchError(f"--threads must be at least 1 (got {args.threads})")
-    if args.jobs < 1:
-        raise BenchError(f"--jobs must be at least 1 (got {args.jobs})")
-    if args.address and args.executor not in (None, "dask"):
-        raise BenchError(f"--address is for --executor dask (got --executor {args.executor})")
-
 
 def grid_from_args(
-    args: argparse.Namespace, default_schemes: tuple[str, ...] = DEFAULT_SCHEMES
+    args: argparse.Namespace, default_schemes: tuple[str, ...] = DEFAULT_SCHEMES, run_dir_grid: bool = False
 ) -> GridConfig:
-    """The grid the flags and ``--config`` describe (flags override the file), checked."""
+    """The grid the flags and ``--config`` describe (flags override the file), checked.
+
+    With ``run_dir_grid`` (``bench run``), ``--resume --out DIR`` without ``--config`` starts
+    from ``DIR/config.toml``: the grid the directory holds.
+    """
     from bench.sampling.schemes import check_options, check_scheme
     from methods import get_method_class, list_methods
     from methods.trunks import list_trunks
 
-    kw: dict[str, Any] = load_grid_toml(Path(args.config)) if args.config else {}
+    kw: dict[str, Any] = {}
+    from_dir = run_dir_grid and args.resume and args.out
+    if run_dir_grid and args.resume and not args.out:
+        raise BenchError("--resume needs --out DIR, the run directory to continue")
+    if args.config:
+        kw = load_grid_toml(Path(args.config))
+    elif from_dir and (Path(args.out) / CONFIG_FILE).exists():
+        kw = load_grid_toml(Path(args.out) / CONFIG_FILE)  # --resume --out DIR continues DIR's own grid
     if not isinstance(kw.get("dataset_options", {}), dict):
         raise BenchError("dataset_options must be a table")
     if args.all:
@@ -132,6 +54,10 @@ def grid_from_args(
     if args.scheme:
         kw["schemes"] = tuple(dict.fromkeys(args.scheme))
     if not kw.get("methods"):
+        if from_dir:
+            raise BenchError(
+                f"{args.out} holds no {CONFIG_FILE} to resume; pass the grid (--all, or --method NAME)"
+            )
         raise BenchError("nothing to run: pass --all, or --method NAME (see: python -m bench list methods)")
     kw.setdefault("schemes", default_schemes)
     if getattr(args, "params_from", None):
@@ -145,7 +71,7 @@ def grid_from_args(
             raise BenchError(f"--seeds must be at least 1 (got {args.seeds})")
         kw["seeds"] = tuple(range(args.seeds))
     elif "seeds" not in kw:
-        kw["seeds"] = (0,) if args.quick and target is None else (0, 1, 2)
+        kw["seeds"] = QUICK_SEEDS if args.quick and target is None else (0, 1, 2)
     if target is not None and len(kw["seeds"]) < 2:
         raise BenchError(
             "a seed target needs at least 2 start seeds (an interval needs two); pass --seeds 2 or more"
@@ -190,7 +116,25 @@ def grid_from_args(
 
     if grid.headline_rule not in RULES:
         raise unknown_name("headline rule", grid.headline_rule, list(RULES))
+    _check_method_params(grid)
     return grid
+
+
+def _check_method_params(grid: GridConfig) -> None:
+    """Every ``[method_params.NAME]`` names a known method and hyperparameters it takes, with
+    values it accepts: a typo is one error now, not a failed record per cell."""
+    from bench.sampling.budget import method_budget
+    from methods import create_method, get_method_class
+
+    for name, params in sorted(grid.method_params.items()):
+        get_method_class(name)
+        if "trunk" in params:
+            raise BenchError(
+                f"method_params.{name} sets trunk; the trunk is shared by the whole grid (--trunk, or trunk = ...)"
+            )
+    for name in grid.methods:
+        _, params = method_budget(grid.budget, grid.method_params.get(name, {}))  # lr is the budget's
+        create_method(name, trunk=grid.trunk, **params).check_params()
 
 
 def _with_tuned_params(kw: dict[str, Any], tune_dir: Path) -> dict[str, Any]:
@@ -254,17 +198,12 @@ def _seed_target(args: argparse.Namespace, from_file: SeedTarget | None) -> Seed
     return replace(from_file, **given) if from_file is not None else SeedTarget(**given)
 
 
-def check_device(device: str) -> None:
-    import torch
+def check_data(grid: GridConfig) -> ImageSet:
+    """Load and split the data once up front, so a bad dataset is one error, not N failed cells.
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise BenchError(f"unknown device {device!r}; use cpu or cuda")
-
-
-def check_data(grid: GridConfig) -> None:
-    """Load and split the data once up front, so a bad dataset is one error, not N failed cells."""
+    Returns:
+        The training split of the first seed.
+    """
     from bench.grid.runner import prepare_data
     from bench.sampling.schemes import make_plan
 
@@ -277,16 +216,36 @@ def check_data(grid: GridConfig) -> None:
             train.good_index,
             **grid.scheme_options.get(scheme, {}),
         )
+    return train
+
+
+def _check_run_dir(run_dir: Path, grid: GridConfig, args: argparse.Namespace) -> None:
+    """Refuse to write into a directory of finished work unless resuming, and into another grid's."""
+    from bench.grid.run_dir import check_same_grid, stored_grid
+    from bench.grid.store import RESULTS_FILE
+
+    if (run_dir / RESULTS_FILE).exists() and not args.resume:
+        raise BenchError(
+            f"{run_dir} already holds results; continue it with `python -m bench run --resume --out {run_dir}`, "
+            "or choose another --out"
+        )
+    stored = stored_grid(run_dir)
+    if stored is not None:
+        check_same_grid(run_dir, stored, grid, force=args.force)
 
 
 def run_command(args: argparse.Namespace, console: Console) -> int:
+    from bench.datasets import good_class_note
     from bench.grid.driver import run_adaptive_grid
+    from bench.grid.lock import RunLock, describe_holder
     from bench.grid.store import RESULTS_FILE
     from bench.report import write_report
 
-    grid = grid_from_args(args)
+    grid = grid_from_args(args, run_dir_grid=True)
     check_execution(args)
     if args.dry_run:
+        if args.out and Path(args.out).is_dir():
+            _check_run_dir(Path(args.out), grid, args)  # what the run would refuse, refused now
         print(grid.to_toml(), end="")
         if grid.seed_target is None:
             print(f"# {len(grid.cells())} cell(s)")
@@ -297,13 +256,8 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
                 f" {grid.seed_target.max_seeds * groups} cell(s) ({grid.seed_target.max_seeds} seeds x {groups} groups)"
             )
         return 0
-    check_data(grid)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.out or f"results/{grid.dataset.replace(':', '_').replace('/', '_')}-{stamp}")
-    if (run_dir / RESULTS_FILE).exists() and not args.resume:
-        raise BenchError(
-            f"{run_dir} already holds results; pass --resume to continue it, or choose another --out"
-        )
     options = ExecutorOptions(
         kind=args.executor
         or ("dask" if args.address else "process" if args.jobs > 1 and len(grid.cells()) > 1 else "local"),
@@ -312,21 +266,36 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         jobs=args.jobs,
         address=args.address,
     )
-    # SIGTERM ends the run like Ctrl-C: the cell in flight is abandoned, finished ones are kept.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        outcome = run_adaptive_grid(
-            grid, run_dir, options, resume=args.resume, on_round=_round_printer(console)
-        )
-    except KeyboardInterrupt:
-        console.print(f"interrupted: finished cells are in {run_dir}; continue with --resume --out {run_dir}")
-        _write_report_if_any(run_dir, console)
-        return 130
-    report = write_report(run_dir)
+    with ExitStack() as held:
+        locks = []
+        if run_dir.exists():  # in use, or another grid's: say so before loading any data
+            locks.append(held.enter_context(RunLock(run_dir)))
+            _check_run_dir(run_dir, grid, args)
+        note, warn = good_class_note(check_data(grid), grid.dataset_options.get("good"))
+        err(f"warning: {note}" if warn else note)
+        locks.append(held.enter_context(RunLock(run_dir)))
+        _check_run_dir(run_dir, grid, args)  # again: the directory may have appeared meanwhile
+        for lock in locks:
+            if lock.stale:
+                err(
+                    f"note: took over {run_dir} from a run that ended without releasing it ({describe_holder(lock.stale)})"
+                )
+        # SIGTERM ends the run like Ctrl-C: the cells in flight are abandoned, finished ones are kept.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            outcome = run_adaptive_grid(
+                grid, run_dir, options, resume=args.resume, on_round=_round_printer(console), force=args.force
+            )
+        except KeyboardInterrupt:
+            return _interrupted(run_dir)
+        report = write_report(run_dir)
     _print_summary(run_dir, console)
     if outcome.skipped:
         console.print(f"skipped {outcome.skipped} finished cell(s) (--resume)")
-    console.print(f"records: {run_dir / RESULTS_FILE}\nreport:  {report}")
+    console.print(
+        f"records: {run_dir / RESULTS_FILE}\nreport:  {report}\ncells:   python -m bench cells {run_dir}",
+        highlight=False,
+    )
     if outcome.failed:
         console.print(
             f"[red]{len(outcome.failed)} cell(s) failed[/red]; see the report's failed-cells section"
@@ -335,12 +304,24 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _write_report_if_any(run_dir: Path, console: Console) -> None:
-    from bench.grid.store import read_records
+def err(line: str) -> None:
+    """One line on stderr (run status: what the progress lines share)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _interrupted(run_dir: Path) -> int:
+    """Say, in one line, what an interrupted run kept and how to continue it; rebuild the report."""
+    from bench.grid.store import RESULTS_FILE, latest_by_hash, read_records
     from bench.report import write_report
 
-    if read_records(run_dir):
-        console.print(f"report:  {write_report(run_dir)}")
+    kept = sum(r["status"] == "ok" for r in latest_by_hash(read_records(run_dir)).values())
+    again = f"continue with: python -m bench run --resume --out {run_dir}"
+    if not kept:
+        err(f"interrupted before any cell finished: nothing was recorded in {run_dir}; {again}")
+        return 130
+    write_report(run_dir)
+    err(f"interrupted: {kept} finished cell(s) kept in {run_dir / RESULTS_FILE} (report rebuilt); {again}")
+    return 130
 
 
 def _round_printer(console: Console):
@@ -358,21 +339,15 @@ def _round_printer(console: Console):
 
 def _print_summary(run_dir: Path, console: Console) -> None:
     """Per study: method x scheme headline rates in % with their 95% intervals, and where each
-    group stands against a seed target. A rich table on a terminal; markdown when piped, so no
-    cell is cut to fit a width."""
+    group stands against a seed target. A rich table on a terminal wide enough; markdown
+    otherwise (piped, or a narrow terminal), so no cell is cut to fit a width."""
+    from bench.cli.tables import print_table
     from bench.grid.store import latest_by_hash, read_records
-    from bench.report.format import table as markdown_table
     from bench.report.summary import summary_tables
 
     for title, rows in summary_tables(list(latest_by_hash(read_records(run_dir)).values())):
-        if not console.is_terminal:
-            console.print(f"{title}\n\n{markdown_table(rows)}", highlight=False, soft_wrap=True)
-            continue
-        table = Table(title=title)
-        for col in rows[0]:
-            table.add_column(
-                col, justify="left" if col in ("method", "scheme") or col.startswith("target") else "right"
-            )
-        for row in rows:
-            table.add_row(*row.values())
-        console.print(table)
+        columns = [
+            (col, "left" if col in ("method", "scheme") or col.startswith("target") else "right")
+            for col in rows[0]
+        ]
+        print_table(console, title, columns, [list(row.values()) for row in rows])

@@ -9,15 +9,10 @@ from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
-from bench.cli.run import (
-    add_execution_arguments,
-    add_grid_arguments,
-    check_data,
-    check_execution,
-    grid_from_args,
-)
+from bench.cli.flags import add_execution_arguments, add_grid_arguments, check_execution
+from bench.cli.run import check_data, grid_from_args
+from bench.cli.tables import print_table
 from bench.grid.executors import ExecutorOptions
 from bench.tune.config import OBJECTIVES, TUNE_SCHEMES, TuneConfig, tune_seeds
 
@@ -102,20 +97,21 @@ def _write_outputs(out: Path, config: TuneConfig, console: Console) -> int:
     plots = write_plots(out, summaries, config.direction, config.objective)
     report = write_report(out, config, summaries, plots)
     tuned = write_tuned(out, config, summaries)
-    table = Table(title=f"tuning ({config.describe()})")
-    for col in ("method", "complete", "pruned", "failed", "steps", "default", "best"):
-        table.add_column(col, justify="left" if col == "method" else "right")
-    for s in summaries:
-        table.add_row(
+    columns = [(c, "left" if c == "method" else "right") for c in ("method", "complete", "pruned", "failed")]
+    columns += [("steps", "right"), ("default", "right"), ("best", "right")]
+    rows = [
+        [
             s.method,
-            str(s.counts["complete"]),
-            str(s.counts["pruned"]),
-            str(s.counts["failed"]),
+            s.counts["complete"],
+            s.counts["pruned"],
+            s.counts["failed"],
             f"{s.steps:,}",
-            "–" if s.default is None else f"{s.default.value:.4f}",
-            "–" if s.best is None else f"{s.best.value:.4f}",
-        )
-    console.print(table)
+            None if s.default is None else f"{s.default.value:.4f}",
+            None if s.best is None else f"{s.best.value:.4f}",
+        ]
+        for s in summaries
+    ]
+    print_table(console, f"tuning ({config.describe()})", columns, rows)
     console.print(
         f"report: {report}" + (f"\ntuned:  {tuned}" if tuned else "\nno complete trial yet: no tuned.toml")
     )

@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import numpy
@@ -19,11 +20,30 @@ import bench
 #: thread count), which moves the per-seed numbers of a training run far from convergence.
 FINGERPRINT_KEYS = ("cpu", "cpu_capability", "blas", "threads", "device", "gpu", "torch", "numpy")
 
+#: The installed distribution (pyproject.toml's ``name``).
+DISTRIBUTION = "bench-embeddings"
+# This file is bench/core/environment.py: the checkout is three levels up. Not bench.__file__:
+# run from a folder holding a checkout named ``bench``, ``import bench`` can find that folder
+# as a namespace package (no __file__, no __version__) ahead of the editable install.
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+@functools.cache
+def harness_version() -> str:
+    """The harness's version: ``bench.__version__``, else the installed distribution's."""
+    version = getattr(bench, "__version__", None)
+    if version:
+        return version
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
 
 @functools.cache
 def git_commit() -> str | None:
     """The harness's git commit when it runs from a checkout, else None."""
-    root = Path(bench.__file__).resolve().parent.parent
+    root = _ROOT
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=False
@@ -91,7 +111,7 @@ def environment(device: str) -> dict:
     return {
         **_machine(),
         **gpu,
-        "bench": bench.__version__,
+        "bench": harness_version(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "pytorch_metric_learning": pytorch_metric_learning.__version__,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from sklearn.datasets import load_digits
 
 from bench.datasets.image_set import ImageSet
 from bench.datasets.registry import register_dataset
@@ -13,6 +12,9 @@ from bench.datasets.validate import check_image_set
 @register_dataset("digits")
 def load_digits_set() -> ImageSet:
     """The digits as an ImageSet; pixel values scaled from 0..16 to 0..1, class ``0`` is "good"."""
+    # Imported here: scikit-learn (with scipy and pandas) would double the CLI's start-up time.
+    from sklearn.datasets import load_digits
+
     bunch = load_digits()
     images = torch.as_tensor(bunch.images, dtype=torch.float32) / 16.0
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)

@@ -43,7 +43,8 @@ def load_hf(
             directory of them, or a hub name such as ``user/name``.
         image_column: column holding the images.
         label_column: column holding the labels.
-        good: the code of the good class; default ``"0"`` when present, else the first class.
+        good: the code of the good class; default: a class named ``good``, ``ok``, ``pass`` or
+            ``0`` (any case, in that order), else the first class.
         image_shape: ``(h, w)`` or ``"HxW"`` for a column of flat vectors (e.g. 1,404 values).
         split: keep only this split of a DatasetDict (default: concatenate all splits).
         cache_dir: where ``datasets`` may cache parquet / image-folder / hub conversions.
@@ -57,6 +58,8 @@ def load_hf(
     """
     table = _open(spec, split=split, cache_dir=cache_dir)
     columns = list(table.column_names)
+    if label_column not in columns:
+        _check_folder_classes(spec)
     for role, column in (("image", image_column), ("label", label_column)):
         if column not in columns:
             raise BenchError(
@@ -76,6 +79,27 @@ def load_hf(
         source=f"Hugging Face datasets: {spec}",
     )
     return check_image_set(choose_good(data, good))
+
+
+def _check_folder_classes(spec: str) -> None:
+    """An image folder with fewer than two class sub-directories has no labels to learn from:
+    say so (``datasets`` then simply leaves out its label column)."""
+    path = Path(spec).expanduser()
+    if not (looks_like_path(spec) and path.is_dir()):
+        return
+    if (
+        (path / "dataset_dict.json").exists()
+        or (path / "state.json").exists()
+        or any(path.rglob("*.parquet"))
+    ):
+        return
+    classes = sorted({f.parent.name for f in path.rglob("*") if f.is_file() and f.parent != path})
+    if len(classes) < 2:
+        found = f"one class, {classes[0]!r}" if classes else "no class sub-directory"
+        raise BenchError(
+            f"hf:{spec} is an image folder with {found}; a benchmark needs at least two classes, "
+            f"one sub-directory of images each (e.g. {spec}/good/ and {spec}/dent/)"
+        )
 
 
 def looks_like_path(spec: str) -> bool:

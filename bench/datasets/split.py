@@ -89,16 +89,58 @@ def split_dataset(
     )
 
 
+#: Codes taken as the good class when none is asked for (case-insensitive), in this order;
+#: with none of them the first class is taken, with a warning (``good_class_note``).
+GOOD_NAMES = ("good", "ok", "pass", "0")
+
+
+def default_good(classes: tuple[str, ...]) -> str:
+    """The good class when none is asked for: the first of ``GOOD_NAMES`` among ``classes``
+    (case-insensitive), else the first class."""
+    lowered: dict[str, str] = {}
+    for code in classes:
+        lowered.setdefault(code.lower(), code)
+    return next((lowered[name] for name in GOOD_NAMES if name in lowered), classes[0])
+
+
 def choose_good(data: ImageSet, good: str | None = None) -> ImageSet:
-    """``data`` with its good class set to code ``good`` (default ``"0"`` when present, else the first).
+    """``data`` with its good class set to code ``good`` (default: ``default_good``).
 
     Raises:
         BenchError: ``good`` is not one of the dataset's codes.
     """
-    code = str(good) if good is not None else ("0" if "0" in data.classes else data.classes[0])
+    code = str(good) if good is not None else default_good(data.classes)
     if code not in data.classes:
         raise BenchError(f"good class {code!r} is not in {data.name}; classes are {', '.join(data.classes)}")
     return dataclasses.replace(data, good_index=data.classes.index(code))
+
+
+def good_class_note(data: ImageSet, asked: str | None = None) -> tuple[str, bool]:
+    """The line a run prints about the good class ``data`` ended up with, and whether it is a
+    warning (no class is named like a good one, so the first was taken, or there is none).
+
+    Args:
+        data: the loaded (and reshaped) dataset.
+        asked: the ``--good`` code the user gave, or None.
+    """
+    if data.good_index is None:
+        return (
+            f"{data.name} has no good class, so escape and overkill are not measured; pick one with --good CODE",
+            True,
+        )
+    code = data.classes[data.good_index]
+    if asked is not None:
+        return f"good class: {code!r} (--good)", False
+    if code.lower() in GOOD_NAMES:
+        return f"good class: {code!r}", False
+    if code == default_good(data.classes):
+        named = ", ".join(GOOD_NAMES[:-1]) + " or " + GOOD_NAMES[-1]
+        return (
+            f"no class is named {named} (any case); took the first class, {code!r}, as the good class: "
+            f"pick another with --good CODE (classes: {', '.join(data.classes)})",
+            True,
+        )
+    return f"good class: {code!r} (the dataset's choice; --good CODE picks another)", False
 
 
 def reshape_imbalance(
@@ -113,7 +155,7 @@ def reshape_imbalance(
     Args:
         data: the dataset to reshape.
         good_per_defect: images of the good class per image of each defect class (> 0).
-        good: code of the good class; default ``"0"`` when present, else the first class.
+        good: code of the good class; default ``default_good(data.classes)``.
         seed: chooses which images are kept.
 
     Returns:

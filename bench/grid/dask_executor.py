@@ -24,6 +24,7 @@ from bench.core.errors import BenchError
 from bench.grid.config import CellConfig
 from bench.grid.executors import ExecutorOptions, failed_record
 from bench.grid.runner import now, run_cell
+from bench.grid.signals import workers_ignore_sigint
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
@@ -128,7 +129,8 @@ def _connect(options: ExecutorOptions, stack: ExitStack) -> Client:
     from distributed import Client
 
     if options.address is None:
-        cluster = start_local_cluster(options.jobs)
+        with workers_ignore_sigint():  # its workers (and the threads that start them) never see Ctrl-C
+            cluster = start_local_cluster(options.jobs)
         stack.callback(cluster.close)
         client = Client(cluster)
     else:

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.core.atomic import write_text_atomic
 from bench.grid.adaptive import next_counts, seed_sequence
 from bench.grid.config import CellConfig, GridConfig
 from bench.grid.executors import ExecutorOptions, run_cells
+from bench.grid.lock import RunLock
 from bench.grid.progress import GridProgress
+from bench.grid.run_dir import claim_grid
 from bench.grid.store import ResultStore, latest_by_hash, read_records
 
 
@@ -38,16 +39,26 @@ def run_grid(
     progress: GridProgress | None = None,
     cells: list[CellConfig] | None = None,
     record_extra: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> GridOutcome:
     """Run every cell of ``grid`` into ``run_dir``; with ``resume`` skip cells already ``ok``.
 
-    Each record is appended (and fsynced) the moment its cell finishes; a KeyboardInterrupt
-    abandons only the cell in flight. ``cells`` runs those cells of the grid instead of all of
-    them; ``record_extra`` is merged into each record written.
+    The run holds ``run_dir``'s lock throughout (a second run into it is a BenchError naming
+    this one) and records the grid in ``run_dir/config.toml`` (``claim_grid``: another grid
+    there is a BenchError unless ``force``). Each record is appended (and fsynced) the moment
+    its cell finishes; a KeyboardInterrupt abandons only the cells in flight. ``cells`` runs
+    those cells of the grid instead of all of them; ``record_extra`` is merged into each
+    record written.
     """
-    options = options or ExecutorOptions()
+    with RunLock(run_dir):
+        return _run_locked(
+            grid, Path(run_dir), options or ExecutorOptions(), resume, progress, cells, record_extra, force
+        )
+
+
+def _run_locked(grid, run_dir, options, resume, progress, cells, record_extra, force) -> GridOutcome:
     store = ResultStore(run_dir)
-    write_text_atomic(Path(run_dir) / "config.toml", grid.to_toml())
+    claim_grid(run_dir, grid, force=force)
     cells = grid.cells() if cells is None else cells
     done = store.finished_hashes() if resume else set()
     todo = [c for c in cells if c.hash not in done]
@@ -75,6 +86,7 @@ def run_adaptive_grid(
     options: ExecutorOptions | None = None,
     resume: bool = False,
     on_round: Callable[[int, dict[tuple[str, str], list[int]]], None] | None = None,
+    force: bool = False,
 ) -> GridOutcome:
     """Run ``grid`` with its ``seed_target``: the start seeds, then rounds of added seeds.
 
@@ -86,7 +98,13 @@ def run_adaptive_grid(
     """
     target = grid.seed_target
     if target is None:
-        return run_grid(grid, run_dir, options, resume)
+        return run_grid(grid, run_dir, options, resume, force=force)
+    with RunLock(run_dir):  # held across the rounds
+        return _run_rounds(grid, Path(run_dir), options, resume, on_round, force)
+
+
+def _run_rounds(grid, run_dir, options, resume, on_round, force) -> GridOutcome:
+    target = grid.seed_target
     groups = [(m, s) for m in grid.methods for s in grid.schemes]
     counts = {g: len(grid.seeds) for g in groups}
     outcome = GridOutcome(Path(run_dir), total=0, skipped=0)
@@ -94,7 +112,7 @@ def run_adaptive_grid(
     number = 0
     while True:
         extra = {"seed_target": target.to_dict(), "seed_round": number}
-        done = run_grid(grid, run_dir, options, resume, cells=batch, record_extra=extra)
+        done = run_grid(grid, run_dir, options, resume, cells=batch, record_extra=extra, force=force)
         outcome.total += done.total
         outcome.skipped += done.skipped
         outcome.records += done.records

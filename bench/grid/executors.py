@@ -21,6 +21,7 @@ from typing import Any
 from bench.core.errors import BenchError
 from bench.grid.config import CellConfig
 from bench.grid.runner import new_record, now, run_cell
+from bench.grid.signals import workers_ignore_sigint
 
 EXECUTORS = ("local", "process", "dask")
 
@@ -83,7 +84,8 @@ def failed_record(cell: CellConfig, device: str, error: str, started_at: str) ->
 
 def _run_process_pool(cells: list[CellConfig], options: ExecutorOptions) -> Iterator[tuple[CellConfig, dict]]:
     """At most ``jobs`` cells in flight on a spawn-context pool that lives for the whole grid
-    (so each worker loads the dataset once).
+    (so each worker loads the dataset once). Workers never see Ctrl-C
+    (``workers_ignore_sigint``): the driver's KeyboardInterrupt stops them.
 
     A worker that dies breaks the whole pool and every cell in flight with it, so the cells
     in flight are suspects: the pool is restarted and each suspect reruns *alone*, which
@@ -101,12 +103,17 @@ def _run_process_pool(cells: list[CellConfig], options: ExecutorOptions) -> Iter
 
     def submit(cell: CellConfig) -> None:
         started.setdefault(cell.hash, now())
-        in_flight[pool.submit(run_cell, cell, options.device, options.threads)] = cell
+        with workers_ignore_sigint():  # the pool starts its workers in submit
+            future = pool.submit(run_cell, cell, options.device, options.threads)
+        in_flight[future] = cell
 
     try:
         while todo or suspects or in_flight:
             if pool is None:
-                pool = ProcessPoolExecutor(max_workers=options.jobs, mp_context=ctx)
+                with workers_ignore_sigint():
+                    pool = ProcessPoolExecutor(
+                        max_workers=options.jobs, mp_context=ctx, initializer=exit_with_parent
+                    )
             if suspects:
                 if not in_flight:
                     submit(suspects.popleft())
@@ -145,6 +152,28 @@ def _run_process_pool(cells: list[CellConfig], options: ExecutorOptions) -> Iter
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
+
+
+def exit_with_parent() -> None:
+    """(In a pool worker) end this process as soon as the driver that started it ends.
+
+    A worker waits on a queue whose pipe it holds both ends of, so a driver killed with
+    ``kill -9`` would leave it waiting for ever, holding its memory.
+    """
+    import multiprocessing
+    import os
+    import threading
+    from multiprocessing.connection import wait as wait_for
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait_for([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:

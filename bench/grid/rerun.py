@@ -18,7 +18,9 @@ def find_record(run_dir: Path, hash_prefix: str) -> dict[str, Any]:
         raise BenchError(f"{run_dir} holds no readable records")
     matches = [h for h in records if h.startswith(hash_prefix)]
     if not matches:
-        raise BenchError(f"no record with hash {hash_prefix!r} in {run_dir}; see the hashes in results.jsonl")
+        raise BenchError(
+            f"no record with hash {hash_prefix!r} in {run_dir}; list them with: python -m bench cells {run_dir}"
+        )
     if len(matches) > 1:
         raise BenchError(f"hash prefix {hash_prefix!r} matches {len(matches)} records; give more digits")
     return records[matches[0]]

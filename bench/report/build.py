@@ -120,7 +120,8 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
 def write_report(run_dir: str | os.PathLike) -> Path:
     """(Re)build ``run_dir/report.md`` and ``run_dir/plots/*.png`` from ``run_dir/results.jsonl``.
 
-    Deterministic: the same records give byte-identical markdown. Files are written atomically.
+    Deterministic: the same records give byte-identical markdown. Files are written atomically;
+    PNGs in ``plots/`` the new report does not link are removed.
 
     Returns:
         The path of ``report.md``.
@@ -131,5 +132,17 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     text = render_report(records, run_dir / PLOTS_DIR)
     path = run_dir / REPORT_FILE
     write_text_atomic(path, text)
+    _remove_unlinked_plots(run_dir / PLOTS_DIR, text)
     logger.info("wrote %s from %d records", path, len(records))
     return path
+
+
+def _remove_unlinked_plots(plot_dir: Path, text: str) -> None:
+    """Delete the PNGs in ``plot_dir`` that the report no longer links (a plot of cells that are
+    gone, or of a study renamed); nothing else, and nothing outside ``plot_dir``."""
+    if plot_dir.is_symlink() or not plot_dir.is_dir():  # a link could lead out of the run directory
+        return
+    linked = set(re.findall(rf"\]\({re.escape(plot_dir.name)}/([^/)]+\.png)\)", text))
+    for png in plot_dir.glob("*.png"):
+        if png.name not in linked and (png.is_file() or png.is_symlink()):
+            png.unlink()

@@ -20,7 +20,8 @@ from typing import Any
 import optuna
 
 from bench.core.errors import BenchError
-from bench.grid.executors import ExecutorOptions
+from bench.grid.executors import ExecutorOptions, exit_with_parent
+from bench.grid.signals import workers_ignore_sigint
 from bench.tune.config import TuneConfig
 from bench.tune.study import (
     STUDY_FILE,
@@ -95,8 +96,11 @@ def _run(tasks: list[TrialTask], options: ExecutorOptions) -> Iterator[dict[str,
 
 def _run_pool(tasks: list[TrialTask], jobs: int) -> Iterator[dict[str, Any]]:
     """A spawn-context pool of ``jobs`` workers (each loads the dataset once) runs the tasks."""
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-    futures = [pool.submit(run_one_trial, task) for task in tasks]
+    with workers_ignore_sigint():  # Ctrl-C is the driver's alone; the pool starts workers in submit
+        pool = ProcessPoolExecutor(
+            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent
+        )
+        futures = [pool.submit(run_one_trial, task) for task in tasks]
     try:
         for future in as_completed(futures):
             try:
@@ -125,7 +129,8 @@ def _run_dask(tasks: list[TrialTask], options: ExecutorOptions) -> Iterator[dict
 
     with ExitStack() as stack:
         if options.address is None:
-            cluster = start_local_cluster(options.jobs)
+            with workers_ignore_sigint():
+                cluster = start_local_cluster(options.jobs)
             stack.callback(cluster.close)
             client = Client(cluster)
         else:
