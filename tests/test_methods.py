@@ -253,8 +253,8 @@ def test_embedding_anchor_is_the_mean_embedding_of_its_class_sample_with_its_gra
     def checking_loss(batch):
         out = loss(batch)
         if not checked:
-            model, images, parts, c = method.model_, method._images, batch.parts, method._num_classes
-            drawn = method._labels[parts["sample"]].view(c, 4)
+            model, images, parts, c = method.model_, method.train_images, batch.parts, method.num_classes
+            drawn = method.train_labels[parts["sample"]].view(c, 4)
             assert torch.equal(drawn, torch.arange(c).unsqueeze(1).expand(c, 4))  # 4 images of each class
             unit = torch.nn.functional.normalize
             anchors = unit(model(images[parts["sample"]]).view(c, 4, -1).mean(1)[parts["anchors"]], dim=1)
