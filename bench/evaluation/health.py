@@ -14,9 +14,10 @@ size d):
   value*, the loss a fit whose embeddings all sit at one point scores (a margin loss's
   margin; each method's ``collapse_loss``): training never got clear of it.
 
-On the default inspection set (19 classes) the thresholds are 0.5 and 4.75. The raw-pixel
-siamese and mined-triplet cells that fall to 33-82% accuracy show PC1 shares of 0.50-0.92 and
-ranks of 2.3-5.2; standardized-input cells of every method show at most 0.31 and at least 13.
+On the default inspection set (19 classes) the thresholds are 0.5 and 4.75. Measured there
+(README, *Findings*): the flagged raw-pixel siamese and mined-triplet cells show PC1 shares of
+0.61-0.92 and ranks of 2.3-5.2; standardized-input cells of every method at most 0.31 and at
+least 12.9.
 """
 
 from __future__ import annotations
