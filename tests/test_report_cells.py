@@ -136,3 +136,17 @@ def test_data_file_fingerprints_are_shown_and_a_change_during_the_run_is_named(t
     assert "- **Data files:** 2 fingerprints, the files changed during the run: `aaaa`, `bbbb`" in text
     text = render_report(records[:2], tmp_path)
     assert "- **Data files:** fingerprint `aaaa` (paths, sizes and modification times)" in text
+
+
+def test_the_terminal_summary_tells_studies_apart_as_the_report_does(tmp_path):
+    from bench.report.summary import summary_tables
+
+    records = [
+        record("classifier", "uniform", s, accuracy=0.5, cost_escape=c) for c in (5.0, 10.0) for s in SEEDS
+    ]
+    titles = [title for title, _ in summary_tables(records)]
+    assert len(titles) == 2 and len(set(titles)) == 2
+    report_titles = [
+        line[3:] for line in render_report(records, tmp_path).splitlines() if line.startswith("## ")
+    ]
+    assert [t.split(": ")[0] for t in titles] == report_titles

@@ -2,8 +2,9 @@
 
 The report is a pure function of the records: rebuilding it gives byte-identical markdown (no
 clock reads, every list sorted, fixed number formats), so it can be regenerated after any
-partial run and diffed between runs. Cells are grouped into *studies* (same dataset, trunk,
-budget, headline rule and costs); within a study, methods and schemes are compared over seeds.
+partial run and diffed between runs. Cells are grouped into *studies* (equal in every config
+field but the method, the scheme, their settings and the seed); within a study, methods and
+schemes are compared over seeds.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ def studies(records: Iterable[dict]) -> list[list[dict]]:
     return [sorted(groups[k], key=lambda r: r["hash"]) for k in sorted(groups)]
 
 
-def _titles(grouped: Sequence[list[dict]]) -> list[str]:
-    """One heading per study; studies that the short title cannot tell apart get the settings
-    that differ between them appended (``· cost_escape=5.0``)."""
+def study_titles(grouped: Sequence[list[dict]]) -> list[str]:
+    """One heading per study of ``studies(...)``; studies that the short title cannot tell apart
+    get the settings that differ between them appended (``· cost_escape=5.0``)."""
     short = [study_title(s[0]["config"], study_inputs(s)) for s in grouped]
     same: dict[str, list[dict]] = defaultdict(list)
     for title, study in zip(short, grouped, strict=True):
@@ -91,7 +92,7 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
     if not grouped:
         return "\n".join([*out, "No records yet.", ""])
     used: set[str] = set()
-    for study, title in zip(grouped, _titles(grouped), strict=True):
+    for study, title in zip(grouped, study_titles(grouped), strict=True):
         cfg = study[0]["config"]
         prefix = slug(title)
         while prefix in used:  # titles that differ only in characters a file name drops

@@ -19,7 +19,6 @@ PLOTS_DIR = "plots"
 METHOD_ORDER = ("siamese", "mean-anchor-triplet", "mined-triplet", "classifier")
 REFERENCE_METHOD = "mean-anchor-triplet"
 REFERENCE_SCHEME = "good-x5"
-ALPHA = 0.05
 #: The config fields that place a record inside a study: its method (with hyperparameters),
 #: scheme (with options) and seed. Every other field of a cell's config separates studies, so
 #: each field that enters a cell's hash either separates cells in the report or labels them.

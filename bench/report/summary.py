@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.report.build import studies, study_title
-from bench.report.cells import Cells, study_inputs
+from bench.report.build import studies, study_titles
+from bench.report.cells import Cells
 from bench.report.format import rate_ci
 from bench.report.seed_target import diff_rows, mean_rows, study_target
 
@@ -17,11 +17,11 @@ def summary_tables(records: Sequence[dict]) -> list[tuple[str, list[dict[str, st
     ``--target-ci`` also the target's status per group), and with ``--target-diff-ci`` a table
     of the paired differences' status."""
     out = []
-    for study in studies(records):
+    grouped = studies(records)
+    for study, title in zip(grouped, study_titles(grouped), strict=True):
         cells = Cells(study)
         if not cells.cells():
             continue
-        title = study_title(study[0]["config"], study_inputs(study))
         target = study_target(study)
         status = {}
         if target is not None and target.get("ci") is not None:
