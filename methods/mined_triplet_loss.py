@@ -37,6 +37,7 @@ counting and gradient.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,14 +103,14 @@ def mined_triplet_loss(
             u = u / norm.clamp(min=_NORM_EPS)
         dist = cdist(u)
         margin32 = float(np.float32(margin))
+        close = _CLOSE * (1.0 if normalize else float(u.norm(dim=1).max()))
         if miner == "batch-hard":
             counted = batch_hard_weights(dist, labels, margin32)
         else:
-            counted = margin_triplet_weights(dist, labels, margin32, miner)
+            counted = margin_triplet_weights(dist, labels, margin32, miner, close)
         count = (counted.active if reduction == "mean-nonzero" else counted.tuples).clamp(min=1)
         # Sum over active triplets of d_ap - d_an + margin; any non-finite distance makes it NaN.
         value = (counted.weighted_sum + margin32 * counted.active) / count
-        close = _CLOSE * (1.0 if normalize else float(u.norm(dim=1).max()))
     loss = _CountedTripletLoss.apply(x, u, norm, dist, counted, count, value.to(x.dtype), close)
     return MinedTripletLoss(
         loss=loss, tuples=counted.tuples, active=counted.active, negative_columns=counted.negative_columns
@@ -131,7 +132,8 @@ class TripletCounts:
         tuples: () int64, triplets mined.
         active: () int64, mined triplets with non-zero loss.
         negative_columns: (n,) int64, mined triplets using each image as negative.
-        closest: a lower bound on the distances that ``weights`` uses (a float or a 0-d tensor).
+        close_in_weights: whether ``weights`` may use a distance below the close threshold (whose
+            gradient terms the backward then moves to the list).
     """
 
     weights: torch.Tensor | None
@@ -140,7 +142,7 @@ class TripletCounts:
     tuples: torch.Tensor
     active: torch.Tensor
     negative_columns: torch.Tensor
-    closest: float | torch.Tensor = float("inf")
+    close_in_weights: bool = False
 
 
 def cdist(u: torch.Tensor) -> torch.Tensor:
@@ -176,7 +178,7 @@ class _CountedTripletLoss(torch.autograd.Function):
             # V = W / D. That form cancels, and cdist's distances below ~1e-3 |u| are mostly
             # rounding noise of the squared distance: such pairs (if any) join the list.
             weights = counted.weights
-            if bool(counted.closest <= close):
+            if counted.close_in_weights:
                 apart = dist > close
                 v = torch.where(apart, weights / dist, 0.0)
                 listed = torch.where(apart, 0.0, weights)
@@ -211,15 +213,20 @@ def _at_most(margin32: float) -> tuple[float, bool]:
 
 
 def _sort_rows(keys: torch.Tensor) -> torch.Tensor:
-    """Each row sorted: on the CPU by numpy, whose vectorized kernel sorts rows of up to 256
-    int64 several times faster than ``torch.sort``."""
+    """Each row sorted (in place on the CPU, by numpy, whose vectorized kernel sorts rows of
+    up to 256 int64 several times faster than ``torch.sort``)."""
     if keys.device.type == "cpu":
-        return torch.from_numpy(np.sort(keys.numpy(), axis=1))
+        keys.numpy().sort(axis=1)
+        return keys
     return torch.sort(keys, dim=1).values
 
 
 def margin_triplet_weights(
-    dist: torch.Tensor, labels: torch.Tensor, margin: float, type_of_triplets: str = "semihard"
+    dist: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float,
+    type_of_triplets: str = "semihard",
+    close: float = _CLOSE,
 ) -> TripletCounts:
     """Signed per-entry counts of ``TripletMarginMiner``'s active triplets (dense).
 
@@ -247,64 +254,115 @@ def margin_triplet_weights(
         zero = torch.zeros((), dtype=dist.dtype, device=device)
         columns = torch.zeros(n, dtype=torch.int64, device=device)
         return TripletCounts(torch.zeros_like(dist), None, zero, nothing, nothing, columns)
+    columns, tags, diagonal = _constants(n, device)
+    negatives = (n - 1) - positives
 
     # One sort per row: the anchor's positives (sign bit set: negative keys), its negatives,
     # then the anchor itself, each ascending by distance; the column rides in the low bits.
-    columns = torch.arange(n, device=device)
-    keys = dist.double().view(torch.int64) | torch.where(same, columns | _SIGN, columns)
-    keys.diagonal().copy_(columns | _INF_BITS)
+    keys = dist.double().view(torch.int64)
+    keys.add_(same, alpha=_SIGN).bitwise_or_(columns)  # adding -2^63 to a key >= 0 sets its sign
+    keys.diagonal().copy_(diagonal)
     ordered = _sort_rows(keys)
     order = ordered & _LOW_BITS
     # Distances, negated for positives: every positive lies below every search bound >= 0.
-    row = (ordered & ~_LOW_BITS).view(torch.float64)
+    row = ordered.bitwise_and_(~_LOW_BITS).view(torch.float64)
 
     # Per positive pair (a row's first ``positives`` columns; -inf pads the rest, which then
-    # count nothing), how many negatives lie at t <= 0, at t <= margin and at t < margin.
+    # count nothing): how many negatives lie at t <= 0 (``z``), at t < margin (``lt``) and at
+    # t <= margin (``le``), as far as the kind of triplets needs.
     d_ap = row[:, :widest].neg().masked_fill_(columns[:widest] >= positives, float("-inf"))
-    at_most, inclusive = _at_most(margin)
-    below, below_inclusive = _at_most(float(np.nextafter(np.float32(margin), np.float32(-np.inf))))
-    bounds = [d_ap, d_ap + at_most, d_ap + below]
-    for i, keep in ((1, inclusive), (2, below_inclusive)):
-        if not keep:  # y < bound is y <= the float64 just below bound (d_an is a float32)
-            bounds[i] = torch.nextafter(bounds[i], torch.full_like(bounds[i], float("-inf")))
-    found = torch.searchsorted(row, torch.cat(bounds, 1), right=True).sub_(positives)
-    found = found.clamp_(min=0).minimum(n - 1 - positives)
-    non_positive, within, inside = found.split(widest, 1)
-    if type_of_triplets == "semihard":  # 0 < t <= margin: the run after the t <= 0 ones
-        start = non_positive
-        k_ap, mined = (inside - start).clamp_(min=0), (within - start).clamp_(min=0)
-    elif type_of_triplets == "hard":  # t <= 0 and t <= margin
-        start = torch.zeros_like(non_positive)
-        k_ap, mined = non_positive.minimum(inside), non_positive.minimum(within)
-    else:  # t <= margin
-        start = torch.zeros_like(non_positive)
-        k_ap, mined = inside, within
 
-    # How many runs cover each sorted negative: +1 where a run starts, -1 where it ends,
-    # summed along the row. Mined runs differ from active ones only where some triplet's
-    # margin equals the margin exactly (mined, zero loss); they then get a second half-row.
+    def count(bounds: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        found = torch.searchsorted(row, torch.cat(bounds, 1), right=True).sub_(positives)
+        return found.clamp_(min=0).minimum(negatives).split(widest, 1)
+
+    names = {
+        "semihard": ("z", "lt", "le"),
+        "hard": ("z",) if margin > 0 else ("z", "lt"),
+        "all": ("lt", "le"),
+    }
+    below = float(np.nextafter(np.float32(margin), np.float32(-np.inf)))
+    bounds = {"z": lambda: d_ap, "lt": lambda: _bound(d_ap, below), "le": lambda: _bound(d_ap, margin)}
+    wanted = names[type_of_triplets]
+    found = dict(zip(wanted, count([bounds[name]() for name in wanted]), strict=True))
+    z, lt, le = found.get("z"), found.get("lt"), found.get("le")
+    if type_of_triplets == "hard":  # t <= 0 and t <= margin (>= 0): mined by z
+        start = torch.zeros_like(z)
+        k_ap, mined = (z if lt is None else z.minimum(lt)), z
+    elif type_of_triplets == "semihard":  # 0 < t <= margin: the run after the t <= 0 ones
+        start = z
+        k_ap, mined = (lt - z).clamp_(min=0), (le - z).clamp_(min=0)
+    else:  # t <= margin
+        start = torch.zeros_like(lt)
+        k_ap, mined = lt, le
+
+    # How many runs cover each sorted negative: -1 where a run starts, +1 where it ends,
+    # summed along the row (minus the count). Mined runs differ from active ones only where
+    # some triplet's margin equals the margin exactly (mined, zero loss); they then get a
+    # second half-row.
     runs = [k_ap, mined] if not torch.equal(k_ap, mined) else [k_ap]
     starts = start + positives
     marks = torch.cat([x for i, k in enumerate(runs) for x in (starts + i * n, starts + (k + i * n))], 1)
-    signs = torch.ones(n, widest, dtype=dist.dtype, device=device)
-    signs = torch.cat([signs, signs.neg()] * len(runs), 1)
     cover = torch.zeros(n, len(runs) * n, dtype=dist.dtype, device=device)
-    cover = cover.scatter_add_(1, marks, signs).cumsum_(1)
-    negative_columns = torch.bincount(order.view(-1), cover[:, -n:].reshape(-1), minlength=n)
-    signed = cover[:, :n].neg()
+    cover = cover.scatter_add_(1, marks, _signs(n, widest, len(runs), dist.dtype, device)).cumsum_(1)
+    signed = cover[:, :n]
     signed[:, :widest] += k_ap
     weights = torch.empty_like(dist).scatter_(1, order, signed)
-    # The closest pair any triplet can use: each row's first positive or first negative.
-    closest = torch.minimum(row[:, :1].abs(), row.gather(1, positives)).min()
-    return TripletCounts(
+    if len(runs) > 1:
+        negative_columns = torch.bincount(order.view(-1), cover[:, n:].reshape(-1).neg(), minlength=n)
+    else:
+        negative_columns = weights.clamp(max=0).sum(0).neg()
+    counts = TripletCounts(
         weights=weights,
         pairs=None,
         weighted_sum=torch.dot(weights.view(-1), dist.view(-1)),
         tuples=mined.sum(),
         active=k_ap.sum(),
         negative_columns=negative_columns.to(torch.int64),
-        closest=closest,
     )
+    # Close pairs: a positive pair of one image drawn twice (or nearly so) goes to the list;
+    # a close negative (rare: two classes' embeddings nearly coincide) makes the backward
+    # look through the whole matrix.
+    near = (d_ap <= close) & (k_ap > 0)
+    if bool(near.any()):
+        rows, slots = near.nonzero().unbind(1)
+        columns_near = order[rows, slots]
+        weights[rows, columns_near] = 0
+        pairs = (rows, columns_near, k_ap[rows, slots].to(dist.dtype))
+        counts = dataclasses.replace(counts, pairs=pairs)
+    if bool((row.gather(1, positives) <= close).any()):
+        counts = dataclasses.replace(counts, close_in_weights=True)
+    return counts
+
+
+def _bound(d_ap: torch.Tensor, margin32: float) -> torch.Tensor:
+    """Per pair, the float64 ``b`` with ``fl32(d_an - d_ap) <= margin32`` exactly when
+    ``d_an <= b`` (``d_an`` a float32): ``d_ap`` plus the midpoint to the next float32, or the
+    float64 just below that sum when the midpoint itself rounds up."""
+    at_most, inclusive = _at_most(margin32)
+    bound = d_ap + at_most  # exact: few significant bits on both sides
+    return bound if inclusive else torch.nextafter(bound, torch.full_like(bound, float("-inf")))
+
+
+_CACHE: dict = {}
+
+
+def _constants(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Columns, columns with the sign bit (positives' tags), and the diagonal's keys."""
+    key = ("columns", n, device)
+    if key not in _CACHE:
+        columns = torch.arange(n, device=device)
+        _CACHE[key] = (columns, columns | _SIGN, columns | _INF_BITS)
+    return _CACHE[key]
+
+
+def _signs(n: int, widest: int, runs: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """-1 then +1 for every pair, once per kind of run."""
+    key = ("signs", n, widest, runs, dtype, device)
+    if key not in _CACHE:
+        ones = torch.ones(n, widest, dtype=dtype, device=device)
+        _CACHE[key] = torch.cat([ones.neg(), ones] * runs, 1)
+    return _CACHE[key]
 
 
 def mine_batch_hard(dist: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
