@@ -125,8 +125,10 @@ def _calculator(knn_func=None, **kwargs) -> AccuracyCalculator:
 
 
 def _retrieval_problem(seed: int, ties: bool):
+    """Classes of about 500 references (each query ranks a few hundred to a thousand candidates,
+    more than one sorting chunk), one class absent from the reference."""
     g = torch.Generator().manual_seed(seed)
-    ref, ref_labels = torch.randn(600, 6, generator=g), torch.randint(0, 4, (600,), generator=g)
+    ref, ref_labels = torch.randn(2000, 6, generator=g), torch.randint(0, 4, (2000,), generator=g)
     query, query_labels = torch.randn(90, 6, generator=g), torch.randint(0, 5, (90,), generator=g)
     ref[:, 0] += ref_labels
     query[:, 0] += query_labels  # class 4 is absent from the reference: "lone" queries
@@ -146,22 +148,25 @@ SEARCHES = {  # threshold exact, from a 1-in-16 sample, and one that is too tigh
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("way", SEARCHES)
 def test_retrieval_equals_accuracy_calculator(way, ties, monkeypatch):
+    """Equal to the calculator handed neighbours in distance order, ties by position; and to
+    the calculator as the harness used it (``torch.topk``, whose order of equal float32
+    distances is arbitrary) up to that order."""
     for name, value in SEARCHES[way].items():
         monkeypatch.setattr(neighbours, name, value)
     for seed in range(2):
         query, query_labels, ref, ref_labels = _retrieval_problem(seed, ties)
         ours = retrieval_metrics(query, query_labels, ref, ref_labels)
-        # With ties, the calculator's value depends on the neighbour order it is handed.
-        knn = _stable_knn if ties else None
-        plain = _calculator(knn).get_accuracy(query, query_labels, ref, ref_labels)
-        averaged = _calculator(knn, avg_of_avgs=True).get_accuracy(query, query_labels, ref, ref_labels)
-        for name, key in (
-            ("precision_at_1", "precision_at_1"),
-            ("r_precision", "r_precision"),
-            ("mean_average_precision_at_r", "map_at_r"),
-        ):
-            assert ours[key] == pytest.approx(plain[name], rel=1e-12, abs=0)
-            assert ours[f"{key}_per_class"] == pytest.approx(averaged[name], rel=1e-12, abs=0)
+        checks = [(_stable_knn, 1e-12)] + ([] if ties else [(None, 1e-5)])
+        for knn, rel in checks:
+            plain = _calculator(knn).get_accuracy(query, query_labels, ref, ref_labels)
+            averaged = _calculator(knn, avg_of_avgs=True).get_accuracy(query, query_labels, ref, ref_labels)
+            for name, key in (
+                ("precision_at_1", "precision_at_1"),
+                ("r_precision", "r_precision"),
+                ("mean_average_precision_at_r", "map_at_r"),
+            ):
+                assert ours[key] == pytest.approx(plain[name], rel=rel, abs=0)
+                assert ours[f"{key}_per_class"] == pytest.approx(averaged[name], rel=rel, abs=0)
 
 
 @pytest.mark.parametrize("way", SEARCHES)

@@ -183,6 +183,20 @@ def _candidates(
     return _Candidates(flat, starts, _distance(torch.from_numpy(block.ravel()[flat])).numpy())
 
 
+#: Rows of this many 32-bit keys sort in numpy's vectorized kernel; longer ones are sorted as
+#: such chunks, then merged (a timsort of sorted runs), together several times faster.
+_CHUNK = 512
+
+
+def _sort(keys: np.ndarray) -> None:
+    """Sort ``keys`` (uint32, a multiple of ``_CHUNK`` long) in place."""
+    if len(keys) > _CHUNK:
+        keys.reshape(-1, _CHUNK).sort(axis=1)
+        keys.sort(kind="stable")
+    else:
+        keys.sort()
+
+
 def _rank_by_position(found: _Candidates, keep: int, m: int) -> np.ndarray:
     """(b, keep) positions of each query's ``keep`` nearest: 64-bit keys, the distance's bits
     (non-negative floats sort like their bits) above the position."""
@@ -213,10 +227,11 @@ def _rank_by_class(found, size, keep, first, within, order, m):
         lo, hi = starts[row], starts[row + 1]
         r = int(within[row])
         # Key: distance bits, then 0 for a reference of the query's class, 1 for another.
-        run = bits[lo:hi] << 1
+        run = np.full(_CHUNK * -(-(hi - lo) // _CHUNK), np.iinfo(np.uint32).max, dtype=np.uint32)
+        np.left_shift(bits[lo:hi], 1, out=run[: hi - lo])
         run[: own[row, 0] - lo] |= 1
-        run[own[row, 1] - lo :] |= 1
-        run.sort()
+        run[own[row, 1] - lo : hi - lo] |= 1
+        _sort(run)
         if keep:  # ties at the keep-th distance are ordered by position
             near = np.flatnonzero(bits[lo:hi] <= run[keep - 1] >> 1)
             ids = order[flat[lo + near] - row * m]
