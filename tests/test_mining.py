@@ -20,7 +20,8 @@ from pytorch_metric_learning.reducers import AvgNonZeroReducer, DoNothingReducer
 from bench.datasets.image_set import ImageSet
 from bench.sampling.budget import Budget
 from methods import create_method
-from methods.mined_triplet_loss import cdist, mine_batch_hard, mined_triplet_loss
+from methods.mined_triplet_loss import cdist, mined_triplet_loss
+from methods.triplet_counts import mine_batch_hard
 
 MINERS = ["semihard", "hard", "all", "batch-hard"]
 
