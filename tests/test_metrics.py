@@ -179,6 +179,22 @@ def test_search_finds_the_nearest_in_distance_order_ties_by_position(way, monkey
     assert torch.equal(search(query, ref, 7, query_labels, ref_labels, block=16).nearest, expected)
 
 
+def test_threshold_takes_every_reference_at_the_rth_distance():
+    """Two squared distances one float apart whose square roots are one distance tie at the
+    R-th place: the threshold takes both, so the position can order them."""
+    low = torch.tensor(1.7, dtype=torch.float32)
+    high = torch.nextafter(low, torch.tensor(2.0))
+    while neighbours._distance(high.clone()) != neighbours._distance(low.clone()):
+        low, high = high, torch.nextafter(high, torch.tensor(2.0))
+    # A query whose products with the references are just their last column: [0, 0, 1] . [r, 1, v] = v.
+    query = torch.tensor([[0.0, 0.0, 1.0]])
+    reference = torch.tensor(
+        [[0.0, 1.0, 0.5], [0.0, 1.0, float(low)], [0.0, 1.0, float(high)], [0.0, 1.0, 3.0]]
+    )
+    floor = neighbours._thresholds(query, reference, 2, None)
+    assert floor[0] == float(high)
+
+
 def test_search_shares_cdists_distances():
     """The search ranks by the library's distance values themselves (float32 ties included)."""
     g = torch.Generator().manual_seed(3)

@@ -179,6 +179,22 @@ def test_exact_ties_and_boundaries_match_library(miner, margin, reduction):
     assert bool((on_boundary > 0).all())  # the data reach both boundaries of every test
 
 
+@pytest.mark.parametrize("reduction", ["mean-nonzero", "mean"])
+def test_batch_hard_triplet_at_exactly_the_margin_is_mined_but_not_active(reduction):
+    """Points 0, 1 (class 0) and 2, 3 (class 1) on a line, margin 1: anchors 0 and 3 have
+    d_an - d_ap = 1 exactly (zero loss), anchors 1 and 2 have 0."""
+    emb = torch.zeros(4, 3)
+    emb[:, 0] = torch.arange(4.0)
+    labels = torch.tensor([0, 0, 1, 1])
+    ref = _library(emb, labels, "batch-hard", 1.0, reduction, normalize=False)
+    leaf = emb.clone().requires_grad_(True)
+    out = mined_triplet_loss(leaf, labels, 1.0, "batch-hard", reduction, normalize=False)
+    out.loss.backward()
+    assert int(out.tuples) == 4 and int(out.active) == int((ref["losses"] > 0).sum()) == 2
+    torch.testing.assert_close(out.loss.detach(), ref["loss"], rtol=1e-5, atol=1e-7)
+    _assert_close_to(leaf.grad, ref["grad"])
+
+
 @pytest.mark.parametrize("miner", MINERS)
 @pytest.mark.parametrize("seed", range(3))
 def test_random_batches_match_library(miner, seed):
