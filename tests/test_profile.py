@@ -19,6 +19,7 @@ def test_profile_prints_both_ratios():
     assert "vs bare loop" in proc.stdout
     assert "vs per-item pipeline" in proc.stdout
     assert "vs per-item, tensor rows" in proc.stdout
+    assert "vs bare loop, CPU time" in proc.stdout
     for name in (
         "bare loop",
         "per-item pipeline (table rows)",
@@ -54,4 +55,5 @@ def test_evaluation_profile_times_evaluate_against_its_distance_computation():
     out = profile_evaluation(references=3000, queries=500, rounds=1)
     assert out["distance_s"] > 0 and out["eval_s"] > out["embed_s"] > 0
     assert out["eval_vs_distance"] == out["eval_s"] / out["distance_s"]
+    assert out["eval_vs_distance_cpu"] > 0
     assert out["search_and_metrics_s"] == out["eval_s"] - out["embed_s"]

@@ -59,7 +59,8 @@ def run_profile(args, console) -> int:
     )
     rows = profile_training(train, methods, args.trunk, args.steps, batch, args.rounds)
     table = Table(title="Training throughput (nominal images/s, medians)")
-    for col in ("contender", "images/s", "vs bare loop", "vs per-item pipeline", "vs per-item, tensor rows"):
+    columns = ("contender", "images/s", "vs bare loop", "vs per-item pipeline", "vs per-item, tensor rows")
+    for col in (*columns, "vs bare loop, CPU time"):
         table.add_column(col, justify="left" if col == "contender" else "right")
     for row in rows:
         table.add_row(
@@ -68,6 +69,7 @@ def run_profile(args, console) -> int:
             f"{row.vs_bare:.2f}x",
             f"{row.vs_per_item:.2f}x",
             f"{row.vs_per_item_tensor:.2f}x",
+            f"{row.vs_bare_cpu:.2f}x",
         )
     console.print(table)
 

@@ -47,6 +47,9 @@ class TrainingRow:
     vs_bare: float
     vs_per_item: float
     vs_per_item_tensor: float
+    #: The bare-loop ratio of CPU time (``time.process_time``): on a machine other jobs load,
+    #: wall time also counts the time spent waiting for a core.
+    vs_bare_cpu: float = float("nan")
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -195,14 +198,17 @@ def profile_training(
     for run in contenders.values():
         run(warm)
     seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    cpu: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, run in contenders.items():
+            started = time.process_time()
             seconds[name].append(run(budget))
+            cpu[name].append(time.process_time() - started)
     nominal = budget.steps * budget.batch_images
 
-    def ratio(baseline: str, times: list[float]) -> float:
+    def ratio(baseline: str, times: list[float], clock: dict = seconds) -> float:
         """Median over rounds of baseline seconds / contender seconds (same round)."""
-        return statistics.median(b / t for b, t in zip(seconds[baseline], times, strict=True))
+        return statistics.median(b / t for b, t in zip(clock[baseline], times, strict=True))
 
     return [
         TrainingRow(
@@ -211,6 +217,7 @@ def profile_training(
             vs_bare=ratio("bare loop", times),
             vs_per_item=ratio(PER_ITEM, times),
             vs_per_item_tensor=ratio(PER_ITEM_TENSOR, times),
+            vs_bare_cpu=ratio("bare loop", cpu[name], cpu),
         )
         for name, times in seconds.items()
     ]
