@@ -84,6 +84,7 @@ def run_profile(args, console) -> int:
             "distance computation s",
             "eval s",
             "eval / distance",
+            "eval / distance, CPU time",
             "embedding s",
             "search + rules + metrics s",
         )
@@ -93,6 +94,7 @@ def run_profile(args, console) -> int:
             f"{result['distance_s']:.2f}",
             f"{result['eval_s']:.2f}",
             f"{result['eval_vs_distance']:.2f}x",
+            f"{result['eval_vs_distance_cpu']:.2f}x",
             f"{result['embed_s']:.2f}",
             f"{result['search_and_metrics_s']:.2f}",
         )
