@@ -197,18 +197,33 @@ def _sort(keys: np.ndarray) -> None:
         keys.sort()
 
 
+def _nearest_by_key(
+    found: _Candidates, limit: np.ndarray | None, keep: int, ids: np.ndarray, m: int
+) -> np.ndarray:
+    """(b, keep) original positions of each query's ``keep`` nearest among its candidates at
+    most ``limit`` (distance bits, per query) away, ties by position: one sort of 64-bit keys
+    (query, distance bits, position) for the whole block."""
+    b, starts = len(found.starts) - 1, found.starts
+    bits = found.distance.view(np.uint32)
+    counts = np.diff(starts)
+    picked = np.flatnonzero(bits <= np.repeat(limit, counts)) if limit is not None else np.arange(len(bits))
+    rows = np.searchsorted(starts, picked, side="right") - 1
+    width = max(1, (m - 1).bit_length())
+    if width + 31 + max(1, (b - 1).bit_length()) > 63:  # no room: query by query
+        keys = (bits.astype(np.int64) << width) | ids[found.flat - np.repeat(np.arange(b) * m, counts)]
+        return np.stack([np.sort(keys[starts[i] : starts[i + 1]])[:keep] for i in range(b)]) & (
+            (1 << width) - 1
+        )
+    position = ids[found.flat[picked] - rows * m]
+    keys = (rows.astype(np.int64) << (31 + width)) | (bits[picked].astype(np.int64) << width) | position
+    keys.sort()
+    first = np.searchsorted(keys >> (31 + width), np.arange(b))
+    return keys[first[:, None] + np.arange(keep)] & ((1 << width) - 1)
+
+
 def _rank_by_position(found: _Candidates, keep: int, m: int) -> np.ndarray:
-    """(b, keep) positions of each query's ``keep`` nearest: 64-bit keys, the distance's bits
-    (non-negative floats sort like their bits) above the position."""
-    b = len(found.starts) - 1
-    columns = found.flat - np.repeat(np.arange(b, dtype=np.int64) * m, np.diff(found.starts))
-    keys = (found.distance.view(np.int32).astype(np.int64) << 32) | columns
-    nearest = np.empty((b, keep), dtype=np.int64)
-    for row in range(b):
-        run = keys[found.starts[row] : found.starts[row + 1]]
-        run.sort()
-        nearest[row] = run[:keep]
-    return nearest & 0xFFFFFFFF
+    """(b, keep) positions of each query's ``keep`` nearest."""
+    return _nearest_by_key(found, None, keep, np.arange(m), m)
 
 
 def _rank_by_class(found, size, keep, first, within, order, m):
@@ -221,36 +236,43 @@ def _rank_by_class(found, size, keep, first, within, order, m):
     # grouped by class and the run is in position order).
     base = np.arange(b, dtype=np.int64) * m + first
     own = np.stack([np.searchsorted(flat, base), np.searchsorted(flat, base + within)], 1)
-    nearest = np.empty((b, keep), dtype=np.int64)
-    scores = np.full((len(_METRICS), b), np.nan)
+    # Key: distance bits, then 0 for a reference of the query's class, 1 for another.
+    top = np.empty((b, size + 1), dtype=np.uint32)
     for row in range(b):
         lo, hi = starts[row], starts[row + 1]
-        r = int(within[row])
-        # Key: distance bits, then 0 for a reference of the query's class, 1 for another.
-        run = np.full(_CHUNK * -(-(hi - lo) // _CHUNK), np.iinfo(np.uint32).max, dtype=np.uint32)
+        run = np.full(_CHUNK * -(-(hi - lo + 1) // _CHUNK), np.iinfo(np.uint32).max, dtype=np.uint32)
         np.left_shift(bits[lo:hi], 1, out=run[: hi - lo])
         run[: own[row, 0] - lo] |= 1
         run[own[row, 1] - lo : hi - lo] |= 1
         _sort(run)
-        if keep:  # ties at the keep-th distance are ordered by position
-            near = np.flatnonzero(bits[lo:hi] <= run[keep - 1] >> 1)
-            ids = order[flat[lo + near] - row * m]
-            nearest[row] = np.sort((bits[lo + near].astype(np.int64) << 32) | ids)[:keep] & 0xFFFFFFFF
-        if r == 0:
-            continue
-        top = run[: r + 1]
-        # A reference of the query's class and another one at one distance (float32
-        # distances tie often among thousands of candidates): that group is put in position
-        # order; only groups inside the first R, or across its end, matter.
-        crossed = np.flatnonzero((top[1:] ^ top[:-1]) == 1)
-        if len(crossed) or (len(top) > r and top[r] >> 1 == top[r - 1] >> 1):
-            top = _order_ties(top.copy(), r, bits[lo:hi], flat[lo:hi] - row * m, own[row] - lo, order)
-        relevant = np.flatnonzero((top[:r] & 1) == 0) + 1.0  # ranks of the query's class
-        scores[:, row] = (
-            float(len(relevant) and relevant[0] == 1),
-            len(relevant) / r,
-            float((np.arange(1, len(relevant) + 1) / relevant).sum() / r),
+        top[row] = run[: size + 1]
+    # Ties at the keep-th distance are ordered by position.
+    nearest = (
+        _nearest_by_key(found, top[:, keep - 1] >> 1, keep, order, m) if keep else np.empty((b, 0), np.int64)
+    )
+    scores = np.full((len(_METRICS), b), np.nan)
+    scored = within > 0
+    if not scored.any():
+        return (nearest, *scores)
+    width = int(within.max())
+    # A reference of the query's class and another one at one distance (float32 distances
+    # tie often among thousands of candidates): that group is put in position order; only
+    # groups inside the first R, or across its end, matter.
+    crossed = ((top[:, 1 : width + 1] ^ top[:, :width]) == 1) & (np.arange(width) < within[:, None])
+    last = np.maximum(within, 1) - 1
+    straddles = (top[np.arange(b), last] >> 1) == (top[np.arange(b), last + 1] >> 1)
+    for row in np.flatnonzero((crossed.any(1) | straddles) & scored):
+        lo, hi = starts[row], starts[row + 1]
+        top[row] = _order_ties(
+            top[row].copy(), int(within[row]), bits[lo:hi], flat[lo:hi] - row * m, own[row] - lo, order
         )
+    relevant = ((top[:, :width] & 1) == 0) & (np.arange(width) < within[:, None])  # the first R
+    hits = np.cumsum(relevant, axis=1, dtype=np.int32)
+    precision = np.zeros(relevant.shape)
+    np.divide(hits, np.arange(1, width + 1, dtype=np.float64), out=precision, where=relevant)
+    r = np.maximum(within, 1).astype(np.float64)
+    for score, values in zip(scores, (relevant[:, 0], hits[:, -1] / r, precision.sum(1) / r), strict=True):
+        score[scored] = values[scored]
     return (nearest, *scores)
 
 
