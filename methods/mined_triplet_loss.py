@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from methods.triplet_counts import CLOSE, batch_hard_weights, margin_triplet_weights
+from methods.triplet_counts import CLOSE, TripletCounts, batch_hard_weights, margin_triplet_weights
 
 #: ``F.normalize``'s default eps, as pytorch-metric-learning's ``LpDistance`` normalizes.
 _NORM_EPS = 1e-12
@@ -84,18 +84,27 @@ def mined_triplet_loss(
             norm = u.norm(dim=1, keepdim=True)
             u = u / norm.clamp(min=_NORM_EPS)
         dist = cdist(u)
-        margin32 = float(np.float32(margin))
-        close = _CLOSE * (1.0 if normalize else float(u.norm(dim=1).max()))
-        if miner == "batch-hard":
-            counted = batch_hard_weights(dist, labels, margin32)
-        else:
-            counted = margin_triplet_weights(dist, labels, margin32, miner, close)
-        count = (counted.active if reduction == "mean-nonzero" else counted.tuples).clamp(min=1)
-        # Sum over active triplets of d_ap - d_an + margin; any non-finite distance makes it NaN.
-        value = (counted.weighted_sum + margin32 * counted.active) / count
-    loss = _CountedTripletLoss.apply(x, u, norm, dist, counted, count, value.to(x.dtype), close)
+    # Counting and the gradient run in numpy: a few dozen operations on small arrays, where
+    # torch's per-operation dispatch would cost more than the arithmetic.
+    u_np, dist_np = u.cpu().numpy(), dist.cpu().numpy()
+    norm_np = None if norm is None else norm.cpu().numpy()
+    margin32 = float(np.float32(margin))
+    close = _CLOSE * (1.0 if normalize else float(np.sqrt((u_np * u_np).sum(1).max(initial=0.0))))
+    if miner == "batch-hard":
+        counted = batch_hard_weights(dist, labels, margin32)
+    else:
+        counted = margin_triplet_weights(dist_np, labels.cpu().numpy(), margin32, miner, close)
+    count = max(counted.active if reduction == "mean-nonzero" else counted.tuples, 1)
+    # Sum over active triplets of d_ap - d_an + margin; any non-finite distance makes it NaN.
+    value = torch.tensor(
+        (counted.weighted_sum + margin32 * counted.active) / count, dtype=x.dtype, device=x.device
+    )
+    loss = _CountedTripletLoss.apply(x, value, _Saved(u_np, norm_np, dist_np, counted, count, close))
     return MinedTripletLoss(
-        loss=loss, tuples=counted.tuples, active=counted.active, negative_columns=counted.negative_columns
+        loss=loss,
+        tuples=torch.tensor(counted.tuples, device=x.device),
+        active=torch.tensor(counted.active, device=x.device),
+        negative_columns=torch.from_numpy(counted.negative_columns).to(x.device),
     )
 
 
@@ -111,48 +120,64 @@ def cdist(u: torch.Tensor) -> torch.Tensor:
     return left.matmul(torch.cat([u, pad, norm], -1).mT).clamp_min_(0).sqrt_()
 
 
+@dataclass(frozen=True)
+class _Saved:
+    """What the backward needs, as numpy arrays: the (normalized) embeddings, their norms (None
+    when not normalized), the distances, the counts, the reduction's count and the close
+    threshold."""
+
+    u: np.ndarray
+    norm: np.ndarray | None
+    dist: np.ndarray
+    counted: TripletCounts
+    count: int
+    close: float
+
+
 class _CountedTripletLoss(torch.autograd.Function):
     """The scalar ``value``; its gradient with respect to ``x`` is ``d(sum W * D / count) / dx``."""
 
     @staticmethod
-    def forward(ctx, x, u, norm, dist, counted, count, value, close):
-        ctx.save_for_backward(u, norm, dist, count)
-        ctx.counted, ctx.close = counted, close
+    def forward(ctx, x, value, saved):
+        ctx.saved = saved
+        ctx.device = x.device
         return value
 
     @staticmethod
     def backward(ctx, grad_output):
-        u, norm, dist, count = ctx.saved_tensors
-        counted, close = ctx.counted, ctx.close
+        s = ctx.saved
+        u, norm, dist, counted = s.u, s.norm, s.dist, s.counted
         pairs = [counted.pairs] if counted.pairs is not None else []
         if counted.weights is None:
-            grad = torch.zeros_like(u)
+            grad = np.zeros_like(u)
         else:
             # d|u_i - u_j| / du_i = (u_i - u_j) / D_ij, summed as u_i * rowsum(V) - V @ u with
             # V = W / D. That form cancels, and cdist's distances below ~1e-3 |u| are mostly
             # rounding noise of the squared distance: such pairs (if any) join the list.
             weights = counted.weights
             if counted.close_in_weights:
-                apart = dist > close
-                v = torch.where(apart, weights / dist, 0.0)
-                listed = torch.where(apart, 0.0, weights)
-                i, j = listed.nonzero().unbind(1)
+                apart = dist > s.close
+                v = np.divide(weights, dist, out=np.zeros_like(weights), where=apart)
+                listed = np.where(apart, 0, weights)
+                i, j = listed.nonzero()
                 pairs.append((i, j, listed[i, j]))
             else:
-                v = weights / dist.clamp(min=close)  # the diagonal's zero weight stays zero
+                v = weights / np.maximum(dist, s.close)  # the diagonal's zero weight stays zero
             v = v + v.T
-            grad = torch.addmm(u * v.sum(1, keepdim=True), v, u, alpha=-1)
+            # The product through torch: its thread setting holds (numpy's BLAS would start its own).
+            grad = u * v.sum(1, keepdims=True) - torch.from_numpy(v).mm(torch.from_numpy(u)).numpy()
         for i, j, w in pairs:  # term by term: exact for any distance
             diff = u[i] - u[j]
-            length = diff.norm(dim=1, keepdim=True)
+            length = np.sqrt((diff * diff).sum(1, keepdims=True))
             # Coinciding embeddings (an image drawn twice) have no direction: gradient zero.
-            pull = torch.where(length > 0, w[:, None] / length, 0.0) * diff
-            grad.index_add_(0, i, pull).index_add_(0, j, -pull)
-        scale = grad_output / count
+            pull = np.divide(w[:, None], length, out=np.zeros_like(length), where=length > 0) * diff
+            into, rows = torch.from_numpy(grad), torch.from_numpy(pull)  # numpy's add.at is slow
+            into.index_add_(0, torch.from_numpy(i), rows).index_add_(0, torch.from_numpy(j), rows.neg())
+        scale = float(grad_output) / s.count
         if norm is not None:
             # u = x / max(|x|, eps): the Jacobian drops the radial part and divides by the norm.
-            radial = torch.where(norm >= _NORM_EPS, (u * grad).sum(1, keepdim=True), 0.0)
-            grad = (grad - u * radial).mul_(scale / norm.clamp(min=_NORM_EPS))
+            radial = np.where(norm >= _NORM_EPS, (u * grad).sum(1, keepdims=True), 0)
+            grad = (grad - u * radial) * (scale / np.maximum(norm, _NORM_EPS))
         else:
             grad = grad * scale
-        return grad, None, None, None, None, None, None, None
+        return torch.from_numpy(grad.astype(u.dtype, copy=False)).to(ctx.device), None, None

@@ -79,7 +79,9 @@ def _import_package_modules() -> None:
             importlib.import_module(f"methods.{info.name}")
         except Exception as exc:  # a broken drop-in must not take the built-in methods down
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            logger.warning("warning: methods/%s.py could not be loaded and was skipped: %s", info.name, reason)
+            logger.warning(
+                "warning: methods/%s.py could not be loaded and was skipped: %s", info.name, reason
+            )
 
 
 def list_methods(pattern: str = "*") -> list[str]:
