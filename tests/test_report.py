@@ -40,6 +40,7 @@ def test_report_has_every_section(built):
         "### Headline: method x scheme",
         "### Answer to the reference question",
         "### Paired comparisons against uniform",
+        "### Paired comparisons between methods",
         "### Per-method metrics",
         "### Timing",
         "### What the samplers drew",

@@ -189,3 +189,36 @@ def test_overlapping_intervals_are_called_weak_evidence(tmp_path):
         f"Its interval overlaps that of `{runner}` ({mean:.1f}%, CI {low:.1f} to {high:.1f}), so the evidence for a winner is weak."
         in line
     )
+
+
+def test_methods_compare_in_pairs_per_scheme_holm_adjusted_over_every_pair(tmp_path):
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    methods = ("siamese", "mean-anchor-triplet", "classifier")  # report order: siamese first
+    accuracy = {
+        (m, s): list(np.round(0.80 + 0.05 * i + 0.01 * j + rng.normal(0, 0.01, len(SEEDS)), 4))
+        for i, m in enumerate(methods)
+        for j, s in enumerate(("uniform", "good-x5"))
+    }
+    records = [record(m, s, seed, accuracy[(m, s)][k]) for (m, s) in accuracy for k, seed in enumerate(SEEDS)]
+    text = render_report(records, tmp_path)
+    assert "### Paired comparisons between methods" in text
+    rows = table_rows(text, "**Accuracy** (family of 6 tests):")
+    expected = {}
+    for s in ("uniform", "good-x5"):
+        for a, b in (
+            ("siamese", "mean-anchor-triplet"),
+            ("siamese", "classifier"),
+            ("mean-anchor-triplet", "classifier"),
+        ):
+            expected[(s, a, b)] = expected_paired(accuracy[(a, s)], accuracy[(b, s)])
+    assert [(r["scheme"], r["first"], r["second"]) for r in rows] == list(expected)
+    holm = multipletests([e[3] for e in expected.values()], method="holm")[1]
+    for row, (d, low, high, p), p_holm in zip(rows, expected.values(), holm, strict=True):
+        assert row["seeds"] == "5"
+        assert row["Δ pp"] == f"{d:.1f}"
+        assert row["95% CI"] == f"{low:.1f} to {high:.1f}"
+        assert row["p"] == p_text(p) and row["p Holm"] == p_text(p_holm)
+    # siamese trails the classifier by about 10 points on every seed
+    assert float(rows[1]["Δ pp"]) < -8

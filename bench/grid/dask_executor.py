@@ -103,7 +103,7 @@ def run_on_dask(
     with ExitStack() as stack:
         remote = client is not None or options.address is not None
         if client is None:
-            client = _connect(options, stack)
+            client = connect(options, stack)
         if options.device.startswith("cuda") and remote:
             check_gpu_workers(client.scheduler_info(n_workers=-1)["workers"])
         resources = task_resources(options.device, remote)
@@ -124,7 +124,7 @@ def run_on_dask(
             raise
 
 
-def _connect(options: ExecutorOptions, stack: ExitStack) -> Client:
+def connect(options: ExecutorOptions, stack: ExitStack) -> Client:
     """A client for ``options.address``, or for a local cluster started (and closed) here."""
     from distributed import Client
 

@@ -32,6 +32,7 @@ from bench.report.cells import (
 from bench.report.comparisons import answer_section
 from bench.report.figures import plot_section, slug
 from bench.report.health import health_section
+from bench.report.method_pairs import method_pairs_section
 from bench.report.method_tables import method_sections
 from bench.report.overview import (
     failed_section,
@@ -110,6 +111,7 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
         out += plot_section(cells, plot_dir, prefix + "-" if len(grouped) > 1 else "", good, rule)
         out += health_section(cells, plot_dir, prefix + "-" if len(grouped) > 1 else "")
         out += paired_section(cells, comparisons)
+        out += method_pairs_section(cells)
         out += method_sections(cells, rule)
         out += timing_section(cells)
         out += sampling_section(cells, good)

@@ -178,17 +178,22 @@ def _inputs_line(inputs: str | None, ds: dict) -> list[str]:
     return [f"- **Inputs:** `{inputs}`: {_INPUTS_TEXT.get(inputs, inputs)}{floor}"]
 
 
+def headline_row(cells: Cells, m: str, s: str) -> dict[str, str]:
+    """One method x scheme's seeds and headline rates (%, mean and 95% interval)."""
+    return {
+        "method": m,
+        "scheme": s,
+        "seeds": str(len(cells.by_cell[(m, s)])),
+        "accuracy %": rate_ci(cells.rate(m, s, "metrics", "accuracy")),
+        "escape %": rate_ci(cells.rate(m, s, "metrics", "escape_rate")),
+        "overkill %": rate_ci(cells.rate(m, s, "metrics", "overkill_rate")),
+    }
+
+
 def headline_section(cells: Cells, rule: str) -> list[str]:
     rows = []
     for m, s in cells.cells():
-        row = {
-            "method": m,
-            "scheme": s,
-            "seeds": str(len(cells.by_cell[(m, s)])),
-            "accuracy %": rate_ci(cells.rate(m, s, "metrics", "accuracy")),
-            "escape %": rate_ci(cells.rate(m, s, "metrics", "escape_rate")),
-            "overkill %": rate_ci(cells.rate(m, s, "metrics", "overkill_rate")),
-        }
+        row = headline_row(cells, m, s)
         for col, path in cost_columns(cells):
             row[col] = mean_ci(cells.summary(m, s, "metrics", *path), 1)
         rows.append(row)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from bench.report.build import studies, study_titles
 from bench.report.cells import Cells
-from bench.report.format import rate_ci
+from bench.report.overview import headline_row
 from bench.report.seed_target import diff_rows, mean_rows, study_target
 
 
@@ -28,14 +28,7 @@ def summary_tables(records: Sequence[dict]) -> list[tuple[str, list[dict[str, st
             status = {(r["method"], r["scheme"]): r for r in mean_rows(cells, study, target, short=True)}
         rows = []
         for m, s in cells.cells():
-            row = {
-                "method": m,
-                "scheme": s,
-                "seeds": str(len(cells.by_cell[(m, s)])),
-                "accuracy %": rate_ci(cells.rate(m, s, "metrics", "accuracy")),
-                "escape %": rate_ci(cells.rate(m, s, "metrics", "escape_rate")),
-                "overkill %": rate_ci(cells.rate(m, s, "metrics", "overkill_rate")),
-            }
+            row = headline_row(cells, m, s)
             if (m, s) in status:
                 row[f"target ±{target['ci']:g}"] = (
                     f"{status[(m, s)]['target']} (±{status[(m, s)]['half-width']})"

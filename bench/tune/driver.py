@@ -122,24 +122,14 @@ def _run_dask(tasks: list[TrialTask], options: ExecutorOptions) -> Iterator[dict
     """The tasks on a Dask cluster: a local one (its workers open the journal on this machine),
     or the one at ``options.address``, whose workers reach the journal through the scheduler
     (optuna-integration's ``DaskStorage``)."""
-    from distributed import Client
     from distributed import as_completed as dask_completed
 
-    from bench.grid.dask_executor import start_local_cluster
+    from bench.grid.dask_executor import connect
 
     with ExitStack() as stack:
-        if options.address is None:
-            with workers_ignore_sigint():
-                cluster = start_local_cluster(options.jobs)
-            stack.callback(cluster.close)
-            client = Client(cluster)
-        else:
-            try:
-                client = Client(options.address)
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise BenchError(f"cannot reach the Dask scheduler at {options.address}: {exc}") from exc
+        client = connect(options, stack)
+        if options.address is not None:
             tasks = _through_scheduler(tasks, client)
-        stack.callback(client.close)
         futures = [client.submit(run_one_trial, task, pure=False) for task in tasks]
         try:
             for future in dask_completed(futures):

@@ -1,0 +1,89 @@
+"""Paired comparisons between methods: which method is better under the same scheme and seeds.
+
+Every method of a study trains on the same split, inputs and budget for a given seed, so two
+methods' results under one scheme pair up by seed. For each scheme and each pair of methods
+the report gives the mean difference (first minus second, in points), its 95% Student-t
+interval and the two-sided paired t test. The comparisons of one metric form a family (every
+pair of methods under every scheme), Holm-adjusted like the scheme comparisons
+(``bench/report/paired.py``): a ranking is read off all of them at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+
+from bench.report.cells import Cells
+from bench.report.format import interval, num, p_text, table
+from bench.report.paired import PAIRED_METRICS
+from bench.report.stats import ALPHA, holm, paired_comparison
+
+
+def method_pair(cells: Cells, first: str, second: str, scheme: str, path: Sequence[str]) -> dict:
+    """``first`` minus ``second`` under ``scheme`` on the seeds both ran (in points)."""
+    a = cells.values(first, scheme, *path)
+    b = cells.values(second, scheme, *path)
+    seeds = sorted(set(a) & set(b))
+
+    def points(d):
+        return [None if d[k] is None else float(d[k]) * 100.0 for k in seeds]
+
+    return paired_comparison(points(a), points(b))
+
+
+def method_family(cells: Cells, path: Sequence[str]) -> dict[tuple[str, str, str], dict]:
+    """Every ``(scheme, first, second)`` comparison on ``path``, each with ``p_holm`` (adjusted
+    within the family) and ``family`` (how many tests it holds)."""
+    keys = [
+        (s, a, b)
+        for s in cells.schemes
+        for a, b in combinations(cells.methods, 2)
+        if (a, s) in cells.by_cell and (b, s) in cells.by_cell
+    ]
+    out = {key: method_pair(cells, key[1], key[2], key[0], path) for key in keys}
+    adjusted = holm([out[key]["p_value"] for key in keys])
+    size = sum(p is not None for p in adjusted)
+    for key, p in zip(keys, adjusted, strict=True):
+        out[key]["p_holm"] = p
+        out[key]["family"] = size
+    return out
+
+
+def method_pairs_section(cells: Cells) -> list[str]:
+    """The section: one table per metric of ``PAIRED_METRICS``; nothing for a one-method study."""
+    if len(cells.methods) < 2:
+        return []
+    out = [
+        "### Paired comparisons between methods",
+        "",
+        "First method minus second under the same scheme, on the seeds both ran (same split, inputs"
+        " and budget per seed), in percentage points: the mean difference with its 95% Student-t"
+        " interval and the two-sided paired t test. The comparisons of one metric form a family"
+        f" (every pair of methods under every scheme); *p Holm* is Holm-adjusted within it, and a"
+        f" difference counts as significant only when *p Holm* < {ALPHA:g}.",
+        "",
+    ]
+    for metric, path in PAIRED_METRICS:
+        comparisons = method_family(cells, path)
+        if not comparisons:
+            continue
+        rows = [
+            {
+                "scheme": s,
+                "first": a,
+                "second": b,
+                "seeds": str(c["n"]),
+                "Δ pp": num(c["mean_diff"], 1),
+                "95% CI": interval(c, 1),
+                "p": p_text(c["p_value"]),
+                "p Holm": p_text(c["p_holm"]),
+            }
+            for (s, a, b), c in comparisons.items()
+        ]
+        size = next(iter(comparisons.values()))["family"]
+        out += [
+            f"**{metric.capitalize()}** (family of {size} test{'s' if size != 1 else ''}):",
+            "",
+            table(rows),
+        ]
+    return out
