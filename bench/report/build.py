@@ -85,7 +85,8 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
         " cells. Intervals are 95% intervals over seeds: for rates (accuracy, escape, overkill and"
         " every other %), a Student-t interval on the logit scale (delta method), shown as"
         " `mean (low–high)`, which stays within 0–100%; for other quantities, the Student-t"
-        " interval, shown as `mean ± half-width`; for paired differences between schemes, the"
+        " interval, shown as `mean ± half-width`; for paired differences (between schemes or between"
+        " methods, on the same seeds), the"
         " Student-t interval of the mean difference. p values are two-sided paired t tests,"
         " Holm-adjusted within each family of comparisons (named where they are used).",
         "",
