@@ -222,3 +222,18 @@ def test_methods_compare_in_pairs_per_scheme_holm_adjusted_over_every_pair(tmp_p
         assert row["p"] == p_text(p) and row["p Holm"] == p_text(p_holm)
     # siamese trails the classifier by about 10 points on every seed
     assert float(rows[1]["Δ pp"]) < -8
+
+
+def test_a_scheme_whose_seeds_all_tie_is_not_called_clear_of_the_runner_up(tmp_path):
+    # Every seed escapes 0% under good-x5; uniform has one escape in five seeds. The zero-width
+    # interval of identical values says nothing about the spread, so no winner is claimed.
+    esc = {"uniform": [0.0, 0.0, 0.002, 0.0, 0.0], "good-x5": [0.0] * 5}
+    records = [
+        record("mean-anchor-triplet", s, seed, 0.95, escape=esc[s][i])
+        for s in ("uniform", "good-x5")
+        for i, seed in enumerate(SEEDS)
+    ]
+    text = render_report(records, tmp_path)
+    (line,) = [x for x in text.splitlines() if x.startswith("- **mean-anchor-triplet**")]
+    assert "under `good-x5`" in line and "lies clear" not in line
+    assert "Every seed gave the same rate, so its interval has no width" in line

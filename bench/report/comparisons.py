@@ -57,6 +57,11 @@ def _method_answer(cells: Cells, method: str, escape_family: dict) -> str:
                 f" `{runner}` follows ({num(r['mean'], 1)}%); with one seed there is no interval, so no"
                 " scheme can be called better."
             )
+        elif b["ci_low"] == b["ci_high"]:
+            text += (
+                f" Every seed gave the same rate, so its interval has no width and cannot set it apart"
+                f" from `{runner}` ({num(r['mean'], 1)}%, CI {interval(r)}); the evidence for a winner is weak."
+            )
         elif _overlap(b, r):
             text += (
                 f" Its interval overlaps that of `{runner}` ({num(r['mean'], 1)}%, CI {interval(r)}),"
