@@ -90,8 +90,9 @@ def test_unknown_inputs_is_a_clear_error():
 
 
 def test_a_record_without_inputs_means_raw_and_keeps_its_hash():
-    line = (ROOT / "results" / "inspection" / "results.jsonl").read_text().splitlines()[0]
-    record = json.loads(line)
+    # The hash and config of a record made before `inputs` existed: the first cell of the
+    # raw-pixel inspection study (results/inspection/results.jsonl at commit bfd87ac).
+    record = json.loads((ROOT / "tests" / "fixtures" / "record-before-inputs.json").read_text())
     assert "inputs" not in record["config"]
     cell = CellConfig.from_dict(record["config"])
     assert cell.inputs == "raw" and cell.hash == record["hash"]

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from itertools import combinations
 
 from bench.report.cells import Cells
-from bench.report.format import interval, num, p_text, table
-from bench.report.paired import PAIRED_METRICS
-from bench.report.stats import ALPHA, holm, paired_comparison
+from bench.report.format import table
+from bench.report.paired import PAIRED_METRICS, adjust_family, comparison_columns, family_heading
+from bench.report.stats import ALPHA, paired_comparison
 
 
 def method_pair(cells: Cells, first: str, second: str, scheme: str, path: Sequence[str]) -> dict:
@@ -40,13 +40,7 @@ def method_family(cells: Cells, path: Sequence[str]) -> dict[tuple[str, str, str
         for a, b in combinations(cells.methods, 2)
         if (a, s) in cells.by_cell and (b, s) in cells.by_cell
     ]
-    out = {key: method_pair(cells, key[1], key[2], key[0], path) for key in keys}
-    adjusted = holm([out[key]["p_value"] for key in keys])
-    size = sum(p is not None for p in adjusted)
-    for key, p in zip(keys, adjusted, strict=True):
-        out[key]["p_holm"] = p
-        out[key]["family"] = size
-    return out
+    return adjust_family({key: method_pair(cells, key[1], key[2], key[0], path) for key in keys})
 
 
 def method_pairs_section(cells: Cells) -> list[str]:
@@ -68,22 +62,8 @@ def method_pairs_section(cells: Cells) -> list[str]:
         if not comparisons:
             continue
         rows = [
-            {
-                "scheme": s,
-                "first": a,
-                "second": b,
-                "seeds": str(c["n"]),
-                "Δ pp": num(c["mean_diff"], 1),
-                "95% CI": interval(c, 1),
-                "p": p_text(c["p_value"]),
-                "p Holm": p_text(c["p_holm"]),
-            }
+            {"scheme": s, "first": a, "second": b, **comparison_columns(c)}
             for (s, a, b), c in comparisons.items()
         ]
-        size = next(iter(comparisons.values()))["family"]
-        out += [
-            f"**{metric.capitalize()}** (family of {size} test{'s' if size != 1 else ''}):",
-            "",
-            table(rows),
-        ]
+        out += [family_heading(metric, comparisons), "", table(rows)]
     return out

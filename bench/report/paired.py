@@ -54,16 +54,40 @@ def family(cells: Cells, path: Sequence[str]) -> dict[tuple[str, str], dict]:
     pairs = [
         (m, s) for m, s in cells.cells() if s != BASELINE_SCHEME and (m, BASELINE_SCHEME) in cells.by_cell
     ]
-    out = {pair: paired(cells, *pair, path) for pair in pairs}
-    adjusted = holm([out[pair]["p_value"] for pair in pairs])
-    size = sum(p is not None for p in adjusted)
-    for pair, p in zip(pairs, adjusted, strict=True):
-        cmp = out[pair]
-        cmp["p_holm"] = p
-        cmp["family"] = size
+    out = adjust_family({pair: paired(cells, *pair, path) for pair in pairs})
+    for cmp in out.values():
         cmp["seeds_power"] = seeds_for_power(cmp["mean_diff"], cmp["sd_diff"])
         cmp["seeds_power_1pp"] = seeds_for_power(1.0, cmp["sd_diff"])
     return out
+
+
+def adjust_family(comparisons: dict) -> dict:
+    """Give each comparison of one family ``p_holm`` (Holm-adjusted over the family; None
+    without a test) and ``family`` (how many tests the family holds); returns the dict."""
+    adjusted = holm([cmp["p_value"] for cmp in comparisons.values()])
+    size = sum(p is not None for p in adjusted)
+    for cmp, p in zip(comparisons.values(), adjusted, strict=True):
+        cmp["p_holm"] = p
+        cmp["family"] = size
+    return comparisons
+
+
+def comparison_columns(cmp: dict) -> dict[str, str]:
+    """The columns every table of paired comparisons shows: seeds, the mean difference, its
+    interval, p and Holm's p."""
+    return {
+        "seeds": str(cmp["n"]),
+        "Δ pp": num(cmp["mean_diff"], 1),
+        "95% CI": interval(cmp, 1),
+        "p": p_text(cmp["p_value"]),
+        "p Holm": p_text(cmp["p_holm"]),
+    }
+
+
+def family_heading(metric: str, comparisons: dict) -> str:
+    """``**Escape** (family of 16 tests):``."""
+    size = next(iter(comparisons.values()))["family"] if comparisons else 0
+    return f"**{metric.capitalize()}** (family of {size} test{'s' if size != 1 else ''}):"
 
 
 def families(cells: Cells) -> dict[str, dict[tuple[str, str], dict]]:
@@ -125,20 +149,11 @@ def paired_section(cells: Cells, by_metric: dict[str, dict] | None = None) -> li
             {
                 "method": m,
                 "scheme": s,
-                "seeds": str(c["n"]),
-                "Δ pp": num(c["mean_diff"], 1),
-                "95% CI": interval(c, 1),
-                "p": p_text(c["p_value"]),
-                "p Holm": p_text(c["p_holm"]),
+                **comparison_columns(c),
                 "seeds for 80% power (Δ)": count(c["seeds_power"]),
                 "seeds for 80% power (1 pp)": count(c["seeds_power_1pp"]),
             }
             for (m, s), c in comparisons.items()
         ]
-        size = next(iter(comparisons.values()))["family"] if comparisons else 0
-        out += [
-            f"**{metric.capitalize()}** (family of {size} test{'s' if size != 1 else ''}):",
-            "",
-            table(rows),
-        ]
+        out += [family_heading(metric, comparisons), "", table(rows)]
     return out
