@@ -95,12 +95,12 @@ def margin_triplet_weights(
         type_of_triplets: ``"semihard"``, ``"hard"`` or ``"all"``.
 
     The counting runs in numpy (a few dozen operations on arrays of a few thousand entries,
-    where torch's per-operation dispatch would cost more than the work). Every row's integer sort keys hold, from the top bits down,
-    the row, the band (the anchor's positives, its negatives, the anchor), the distance's
-    float32 bits and the column, so the sorted rows form one sorted array and a single
-    ``searchsorted`` finds every positive pair's run of negatives: those at ``t <= 0``
-    (``z``), at ``t < margin`` (``lt``) and at ``t <= margin`` (``le``), as far as the kind
-    of triplets needs. The run's length is the pair's ``k_ap``; a prefix sum of +1/-1 marks
+    where torch's per-operation dispatch would cost more than the work). Every row's integer
+    sort keys hold, from the top bits down, the row, the band (the anchor's positives, its
+    negatives, the anchor), the distance's float32 bits and the column, so the sorted rows form
+    one sorted array and a single ``searchsorted`` finds every positive pair's run of
+    negatives: those at ``t <= 0`` (``z``), at ``t < margin`` (``lt``) and at ``t <= margin``
+    (``le``), as far as the kind of triplets needs. The run's length is the pair's ``k_ap``; a prefix sum of +1/-1 marks
     at the runs' ends counts the runs (active triplets) that use each negative.
     """
     if type_of_triplets not in ("semihard", "hard", "all"):
@@ -190,10 +190,12 @@ def margin_triplet_weights(
     else:
         negative_columns = np.bincount(order, -cover(mined), minlength=n)
 
+    # The loss's sum over every counted entry, taken before close pairs leave the dense weights
+    # (a NaN distance anywhere makes it NaN).
+    weighted_sum = float(torch.dot(torch.from_numpy(weights).view(-1), torch.from_numpy(d).view(-1)))
     # Close pairs: a positive pair of one image drawn twice (or nearly so) goes to the list;
     # a close negative (rare: two classes' embeddings nearly coincide) makes the backward
     # look through the whole matrix.
-    weighted_sum = float(torch.dot(torch.from_numpy(weights).view(-1), torch.from_numpy(d).view(-1)))
     near = (d_ap <= close) & (k_ap > 0)
     pairs = None
     if near.any():
