@@ -1,6 +1,6 @@
-"""The method API a plug-in author relies on: the README's worked plug-in, registered through a
-(faked) entry point from its own pyproject.toml, trains; a module dropped into ``methods/`` is
-found; the fit-time accessors say when they cannot be used."""
+"""The method API a plug-in author relies on: the worked plug-in of docs/writing-a-method.md,
+registered through a (faked) entry point from its own pyproject.toml, trains; a module dropped
+into ``methods/`` is found; the fit-time accessors say when they cannot be used."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def readme_example() -> tuple[str, str]:
-    """The python and toml blocks of the README's *Writing a method* section."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### Writing a method", 1)[1].split("\n## ", 1)[0]
+    """The python and toml blocks of the *Writing a method* page (docs/writing-a-method.md)."""
+    text = (ROOT / "docs" / "writing-a-method.md").read_text()
+    section = text.split("# Writing a method", 1)[1].split("\n## ", 1)[0]
     python = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     toml = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
     return python, toml
