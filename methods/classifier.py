@@ -32,6 +32,8 @@ class Classifier(EmbeddingMethod):
     """
 
     _parameter_constraints = {"label_smoothing": [Interval(Real, 0, 1, closed="both")]}
+    #: The head (learned): the ``"head"`` module of ``_prepare``, kept by ``fit``.
+    head_: nn.Linear
 
     def __init__(self, *, trunk: str = "mlp", label_smoothing: float = 0.0) -> None:
         super().__init__(trunk=trunk)

@@ -128,7 +128,7 @@ class Boolean(Constraint):
         return isinstance(value, bool)
 
     def __str__(self) -> str:
-        return "True or False"
+        return "a boolean"
 
     def __repr__(self) -> str:
         return "Boolean()"

@@ -205,7 +205,7 @@ def test_fit_leaves_the_global_rng_alone(digits_splits):
     [
         ("siamese", {"pair_positive_share": 1.5}, "pair_positive_share=1.5 is not a number in [0, 1]"),
         ("siamese", {"margin": 0}, "siamese: margin=0 is not a positive number"),
-        ("siamese", {"normalize": 1}, "siamese: normalize=1 is not True or False"),
+        ("siamese", {"normalize": 1}, "siamese: normalize=1 is not a boolean"),
         (
             "mean-anchor-triplet",
             {"anchor": "median"},
