@@ -1,7 +1,24 @@
-"""Embedding methods: one module per method, a registry, and the shared trunks."""
+"""Embedding methods: one module per method, a registry, and the shared trunks.
+
+The plug-in API a method is written against: ``EmbeddingMethod`` (the base class and its
+hooks), ``FitContext`` and ``Prepared`` (what the hooks receive), ``Batch`` and ``StepLoss``
+(what they return), the constraints of ``methods.constraints`` and ``register_method``.
+"""
 
 # Importing the modules registers the built-in methods.
-from methods import classifier, mean_anchor_triplet, mined_triplet, siamese  # noqa: E402,F401
+from methods import classifier, mean_anchor_triplet, mined_triplet, siamese  # noqa: F401
+from methods.base import EmbeddingMethod, FitContext, Prepared
+from methods.batch import Batch, StepLoss
 from methods.registry import create_method, get_method_class, list_methods, register_method
 
-__all__ = ["create_method", "get_method_class", "list_methods", "register_method"]
+__all__ = [
+    "Batch",
+    "EmbeddingMethod",
+    "FitContext",
+    "Prepared",
+    "StepLoss",
+    "create_method",
+    "get_method_class",
+    "list_methods",
+    "register_method",
+]

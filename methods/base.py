@@ -5,69 +5,60 @@
 its ``_loss`` hook, backward, step, and bookkeeping. A method therefore only decides *what
 it draws* and *how it scores it*; trunk, optimizer, step count and nominal images per step
 are the same for all (the fairness the comparison rests on).
+
+The hooks get what they need as arguments: the ``FitContext`` of the fit (training tensors,
+class index, generator, budget) and the ``Prepared`` state the method's ``_prepare`` built
+from it. Nothing of the training data stays on the method.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 
 from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet
-from bench.sampling.budget import Budget
+from bench.sampling.budget import LR_PARAM, LR_SEARCH_RANGE, Budget
 from bench.sampling.plan import BalancePlan
 from methods.batch import Batch, StepLoss
-from methods.checks import check_choice, check_positive, per_tuple_reduce
-from methods.fit_data import FitData
-from methods.sampling import ClassIndex, plan_weight_table
+from methods.constraints import Constraint, Options, check_value
+from methods.fit_context import FitContext, Prepared
+from methods.sampling import plan_weight_table
+from methods.training import (
+    RECORD_EVERY,
+    CheckpointSelector,
+    LossWindow,
+    SamplingCounter,
+    TrainingDiverged,
+    build_optimizer,
+    nearest_neighbour_accuracy,
+    optimizer_step,
+)
 from methods.trunks import build_trunk, list_trunks
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
 
 __all__ = [
     "RECORD_EVERY",
     "Batch",
     "EmbeddingMethod",
+    "FitContext",
+    "Prepared",
     "StepLoss",
     "TrainingDiverged",
     "build_optimizer",
-    "check_choice",
-    "check_positive",
-    "per_tuple_reduce",
 ]
 
-#: Steps between loss records, divergence checks and progress calls.
-RECORD_EVERY = 10
+#: Learned state every fit sets; a module of ``Prepared.modules`` may not take one of these names.
+_FIT_STATE = ("model", "classes", "budget", "sampling", "loss_history", "checkpoint")
 
 
-def build_optimizer(params, lr: float) -> torch.optim.Optimizer:
-    """The optimizer every method (and the profile's baselines) trains with: Adam.
-
-    ``fused=True`` updates every parameter in one kernel pass instead of the default
-    per-parameter sequence of about ten element-wise ops. On one CPU thread that pass is
-    about a sixth of the default's cost, which was a third of the reference MLP's whole
-    training step (fit 1.2 to 1.4x faster, measured). Its rounding differs from the default
-    loop's in the last bits, so records made before this choice do not rerun bit for bit.
-    """
-    return torch.optim.Adam(params, lr=lr, fused=True)
-
-
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite.
-
-    Attributes:
-        step: the (1-based) step whose loss was first non-finite.
-        loss: that loss value.
-    """
-
-    def __init__(self, step: int, loss: float) -> None:
-        self.step = int(step)
-        self.loss = float(loss)
-        super().__init__(f"loss diverged ({self.loss}) at step {self.step}")
-
-
-class EmbeddingMethod(FitData):
+class EmbeddingMethod:
     """Base class of every embedding method (scikit-learn style estimator).
 
     ``__init__`` only stores keyword hyperparameters; ``fit`` learns; learned state ends in
@@ -76,27 +67,33 @@ class EmbeddingMethod(FitData):
     - ``model_``: the trunk, an ``nn.Module`` mapping ``(n, h, w)`` float images to
       ``(n, embedding_size)``.
     - ``classes_``: the label codes, aligned with class indices.
+    - ``budget_``: the budget of the fit.
     - ``sampling_``: JSON-serializable record of what fit drew: ``anchor_counts`` and
       ``negative_counts`` (code -> count), ``tuples``, ``active_share``, ``steps``,
       ``images_seen`` (nominal, ``steps * batch_images``), ``forward_images`` (actual).
     - ``loss_history_``: mean training loss of every ``RECORD_EVERY`` steps (see ``collapse_loss``).
     - ``checkpoint_``: with ``budget.eval_every > 0`` and a validation split, the selected
       step and validation 1-NN accuracies; otherwise None (final weights).
+    - ``<name>_`` for each extra module ``_prepare`` returned (e.g. the classifier's ``head_``).
 
-    Subclasses implement ``_prepare`` (optional), ``_draw`` and ``_loss``. While ``fit``
-    runs, the hooks read the training data and the draw tools through public accessors:
-    ``train_images``, ``train_labels``, ``class_index`` (vectorized draws of classes and
-    images), ``generator`` (seeded by ``fit``; pass it to every draw), ``batch_images``
-    (nominal images per step, the shared budget) and ``num_classes``. A worked plug-in is in
-    the README (*Writing a method*).
+    A method implements ``_draw`` and ``_loss``, and optionally ``_prepare``,
+    ``collapse_loss`` and ``search_space``; it declares its hyperparameters' valid values in
+    ``_parameter_constraints``. See *Writing a method* in the documentation.
 
     Args:
         trunk: the shared trunk, ``"mlp"`` (the reference network) or ``"cnn"``.
     """
 
+    #: The registered name (set by ``register_method``); error messages start with it.
     name: str = "base"
     #: Whether the metric loss L2-normalizes embeddings; ``embed`` then returns unit vectors.
     normalize: bool = False
+    #: Valid values of each hyperparameter: name -> constraints, one of which a value must
+    #: meet (``methods.constraints``). Each class declares its own; ``check_params`` merges
+    #: them over the class hierarchy, so a subclass lists only the hyperparameters it adds.
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "trunk": [Options(list_trunks)],
+    }
 
     def __init__(self, *, trunk: str = "mlp") -> None:
         self.trunk = trunk
@@ -112,52 +109,113 @@ class EmbeddingMethod(FitData):
             if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
 
+    @classmethod
+    def check_param_names(cls, names: Iterable[str]) -> None:
+        """Raise BenchError for a name that is not one of the method's hyperparameters.
+
+        The one check of hyperparameter names: ``create_method`` and ``set_params`` use it.
+        """
+        if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values()):
+            return
+        known = cls._param_names()
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise BenchError(
+                f"method {cls.name!r} has no hyperparameter {unknown[0]!r}; it takes: {', '.join(known)}"
+            )
+
+    @classmethod
+    def parameter_constraints(cls) -> dict[str, list[Constraint | None]]:
+        """Every declared constraint, merged over the class hierarchy (a subclass overrides)."""
+        merged: dict[str, list[Constraint | None]] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("_parameter_constraints", {}))
+        return merged
+
     def get_params(self) -> dict:
         """Every hyperparameter (trunk included), JSON-serializable; recorded with each result."""
         return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params) -> EmbeddingMethod:
-        """Set hyperparameters by name; unknown names are a BenchError."""
-        known = self._param_names()
+        """Set hyperparameters by name; an unknown name is a BenchError."""
+        self.check_param_names(params)
         for key, value in params.items():
-            if key not in known:
-                raise BenchError(f"{self.name}: unknown hyperparameter {key!r}; known: {', '.join(known)}")
             setattr(self, key, value)
         return self
 
     def check_params(self) -> None:
-        """Raise BenchError for a hyperparameter value the method cannot use."""
-        if self.trunk not in list_trunks():
-            raise BenchError(
-                f"{self.name}: unknown trunk {self.trunk!r}; known trunks: {', '.join(list_trunks())}"
-            )
+        """Raise BenchError for a hyperparameter value the method cannot use.
+
+        Checks every hyperparameter declared in ``_parameter_constraints`` (one line:
+        ``"siamese: margin=-1.0 is not a positive number"``). ``fit`` and ``bench run
+        --dry-run`` call it. A method with a rule between hyperparameters extends it.
+        """
+        params = self.get_params()
+        for name, constraints in self.parameter_constraints().items():
+            if name not in params:
+                raise BenchError(
+                    f"{self.name}: _parameter_constraints names {name!r}, which is not a hyperparameter"
+                )
+            check_value(self.name, name, params[name], constraints)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    @classmethod
+    def search_space(cls) -> dict[str, BaseDistribution]:
+        """The hyperparameters ``bench tune`` searches, as Optuna distributions by name.
+
+        Tuning suggests them in this order, the learning rate under ``"lr"`` (the budget's
+        ``lr`` for this method alone). The default is the learning rate alone, log-uniform
+        over ``LR_SEARCH_RANGE``, the range every method shares; a method adds its own::
+
+            @classmethod
+            def search_space(cls):
+                return {**super().search_space(), "margin": FloatDistribution(0.1, 1.0)}
+
+        The defaults should lie inside: the first trial of every study runs them.
+        """
+        from optuna.distributions import FloatDistribution
+
+        return {LR_PARAM: FloatDistribution(*LR_SEARCH_RANGE, log=True)}
+
     # ----------------------------------------------------------------- hooks
 
-    def _prepare(self, images: torch.Tensor, labels: torch.Tensor, budget: Budget) -> dict[str, nn.Module]:
-        """Precompute per-fit state from the training tensors (on the device).
+    def _prepare(self, ctx: FitContext) -> Prepared:
+        """Compute the per-fit state ``_draw`` and ``_loss`` receive (once per fit).
 
-        ``images`` and ``labels`` are ``train_images`` and ``train_labels``. Returns extra
-        trainable modules (e.g. a classifier head) to optimise with the trunk. Runs under the
-        fit seed, so modules built here are initialised reproducibly.
+        Runs under the fit's seed after the trunk is built, so modules built here are
+        initialised reproducibly. Raise BenchError for a budget the method cannot use.
+
+        Args:
+            ctx: the fit's training data and draw tools.
+
+        Returns:
+            A ``Prepared`` (or a subclass with the method's constants); its ``modules`` are
+            trained with the trunk and kept as ``<name>_``. The default has none.
         """
-        return {}
+        return Prepared()
 
-    def _draw(self, weights: torch.Tensor) -> Batch:
+    def _draw(self, ctx: FitContext, prepared: Prepared, weights: torch.Tensor) -> Batch:
         """Draw one step's batch following class ``weights`` (C,), the balance plan's.
 
-        Draw with ``class_index`` and ``generator`` (never Python's or torch's global RNG),
-        about ``batch_images`` nominal images; return positions into ``train_images``.
+        Draw with ``ctx.class_index`` and ``ctx.generator`` (never Python's or torch's global
+        RNG), about ``ctx.batch_images`` nominal images; return positions into
+        ``ctx.train_images``.
         """
         raise NotImplementedError
 
-    def _loss(self, batch: Batch) -> StepLoss:
-        """Forward the batch (``train_images[batch.positions]``) through ``self.model_`` and score it."""
+    def _loss(self, ctx: FitContext, prepared: Prepared, batch: Batch) -> StepLoss:
+        """Forward the batch (``ctx.train_images[batch.positions]``) through ``self.model_``
+        (and the method's own modules, ``self.<name>_``) and score it."""
         raise NotImplementedError
+
+    def collapse_loss(self) -> float | None:
+        """The loss a fitted run scores once its embedding collapsed to one point; None when
+        undefined. Computed from hyperparameters and learned state only (``budget_``,
+        ``sampling_``...); the run's health check compares the final loss with it."""
+        return None
 
     # ----------------------------------------------------------------- training
 
@@ -197,130 +255,72 @@ class EmbeddingMethod(FitData):
         if budget.steps < 1 or budget.batch_images < 1:
             raise BenchError(f"budget needs steps >= 1 and batch_images >= 1 (got {budget})")
         dev = torch.device(device)
-        steps = int(budget.steps)
-        num_classes = train.num_classes
-
         self.classes_ = tuple(train.classes)
         self.budget_ = budget
-        self._images = train.images.to(dev, torch.float32)
-        self._labels = train.labels.to(dev, torch.int64)
-        self._index = ClassIndex(self._labels, num_classes)
-        self._generator = torch.Generator(device=dev)
-        self._generator.manual_seed(int(seed))
-        weight_table = plan_weight_table(plan, steps, dev)
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(seed))
-                self.model_ = build_trunk(self.trunk, train.image_shape, budget.embedding_size).to(dev)
-                self._extra = {
-                    k: m.to(dev) for k, m in self._prepare(self._images, self._labels, budget).items()
-                }
-            self._train_loop(train, val, weight_table, steps, dev, progress)
-        finally:
-            for attr in ("_images", "_labels", "_index", "_generator"):
-                self.__dict__.pop(attr, None)
-        self.model_.eval()
-        for module in self._extra.values():
+        ctx = FitContext.from_split(train, budget, seed, dev)
+        weight_table = plan_weight_table(plan, int(budget.steps), dev)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            self.model_ = build_trunk(self.trunk, train.image_shape, budget.embedding_size).to(dev)
+            prepared = self._prepare(ctx)
+            modules = [self.model_, *self._keep_modules(prepared, dev)]
+        self._train(ctx, prepared, modules, weight_table, val, progress)
+        for module in modules:
             module.eval()
         return self
 
-    def collapse_loss(self) -> float | None:
-        """Loss of a fitted run whose embedding collapsed to one point; None when undefined."""
-        return None
+    def _keep_modules(self, prepared: Prepared, device: torch.device) -> list[nn.Module]:
+        """Move the prepared modules to ``device`` and keep each as learned state ``<name>_``."""
+        kept = []
+        for name, module in prepared.modules.items():
+            if not name.isidentifier() or name.startswith("_") or name in _FIT_STATE:
+                raise BenchError(f"{self.name}: _prepare returned a module named {name!r}; use another name")
+            module = module.to(device)
+            setattr(self, f"{name}_", module)
+            kept.append(module)
+        return kept
 
-    def _train_loop(self, train, val, weight_table, steps, dev, progress) -> None:
-        c = self.num_classes
-        modules = [self.model_, *self._extra.values()]
-        params = [p for m in modules for p in m.parameters()]
-        optimizer = build_optimizer(params, self.budget_.lr)
+    def _train(
+        self,
+        ctx: FitContext,
+        prepared: Prepared,
+        modules: list[nn.Module],
+        weight_table: torch.Tensor,
+        val: ImageSet | None,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        """The steps: draw, loss, optimizer step, bookkeeping; sets the run's learned records."""
+        budget, steps = ctx.budget, int(ctx.budget.steps)
+        optimizer = build_optimizer([p for m in modules for p in m.parameters()], budget.lr)
         for m in modules:
             m.train()
-
-        anchor_counts = torch.zeros(c, dtype=torch.int64, device=dev)
-        negative_counts = torch.zeros(c, dtype=torch.int64, device=dev)
-        tuples = torch.zeros((), dtype=torch.int64, device=dev)
-        active_share = torch.zeros((), dtype=torch.float64, device=dev)
-        uses_negatives = False
-        forward_images = 0
-        window: list[torch.Tensor] = []
-        self.loss_history_: list[float] = []
-        selecting = self.budget_.eval_every > 0 and val is not None and len(val) > 0
-        best = (-1.0, 0, None)
-        history: list[list[float]] = []
+        counter = SamplingCounter(ctx.num_classes, ctx.device)
+        losses = LossWindow()
+        selector = None
+        if budget.eval_every > 0 and val is not None and len(val) > 0:
+            selector = CheckpointSelector(modules)
         static = weight_table.shape[0] == 1
 
         for step in range(1, steps + 1):
-            weights = weight_table[0 if static else step - 1]
-            batch = self._draw(weights)
-            out = self._loss(batch)
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-
-            # Bookkeeping stays on the device: no host sync except every RECORD_EVERY steps.
-            anchor_counts += torch.bincount(batch.anchor_classes, minlength=c)
-            if batch.negative_classes is not None:
-                uses_negatives = True
-                if batch.negative_weights is None:
-                    negative_counts += torch.bincount(batch.negative_classes, minlength=c)
-                else:
-                    negative_counts.index_add_(0, batch.negative_classes, batch.negative_weights)
-            tuples += out.tuples
-            scored = out.tuples.clamp(min=1) if torch.is_tensor(out.tuples) else max(out.tuples, 1)
-            active_share += out.active / scored
-            forward_images += out.forward_images
-            window.append(out.loss.detach())
-
+            batch = self._draw(ctx, prepared, weight_table[0 if static else step - 1])
+            out = self._loss(ctx, prepared, batch)
+            optimizer_step(optimizer, out.loss)
+            counter.add(batch, out)
+            losses.add(out.loss)
             if step % RECORD_EVERY == 0 or step == steps:
-                self._flush(window, step)
-                window = []
+                losses.flush(step)
                 if progress is not None:
                     progress(step, steps)
-            if selecting and (step % self.budget_.eval_every == 0 or step == steps):
-                acc = self._val_accuracy(val, dev)
-                history.append([step, acc])
-                if acc > best[0]:
-                    best = (acc, step, self._snapshot(modules))
+            if selector is not None and (step % budget.eval_every == 0 or step == steps):
+                selector.consider(
+                    step, nearest_neighbour_accuracy(self.embed, ctx.train_images, ctx.train_labels, val)
+                )
                 for m in modules:
                     m.train()
 
-        self.checkpoint_ = None
-        if selecting:
-            for m, state in zip(modules, best[2], strict=True):
-                m.load_state_dict(state)
-            self.checkpoint_ = {"selected_step": best[1], "val_accuracy": best[0], "history": history}
-        codes = self.classes_
-        self.sampling_ = {
-            "anchor_counts": dict(zip(codes, anchor_counts.tolist(), strict=True)),
-            "negative_counts": dict(zip(codes, negative_counts.tolist(), strict=True))
-            if uses_negatives
-            else {},
-            "tuples": int(tuples),
-            "active_share": float(active_share) / steps,
-            "steps": steps,
-            "images_seen": steps * self.batch_images,
-            "forward_images": int(forward_images),
-        }
-
-    def _flush(self, window: list[torch.Tensor], last_step: int) -> None:
-        values = torch.stack(window).double().cpu()
-        finite = torch.isfinite(values)
-        if not bool(finite.all()):
-            first = int((~finite).nonzero()[0])
-            raise TrainingDiverged(last_step - len(window) + 1 + first, float(values[first]))
-        self.loss_history_.append(float(values.mean()))
-
-    @staticmethod
-    def _snapshot(modules: list[nn.Module]) -> list[dict]:
-        return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules]
-
-    def _val_accuracy(self, val: ImageSet, dev: torch.device) -> float:
-        """Validation 1-NN accuracy against the training embeddings (checkpoint selection)."""
-        train_emb = self.embed(self._images)
-        val_emb = self.embed(val.images)
-        nearest = torch.cdist(val_emb, train_emb).argmin(1)
-        predicted = self._labels.cpu()[nearest]
-        return float((predicted == val.labels).double().mean())
+        self.loss_history_ = losses.history
+        self.checkpoint_ = None if selector is None else selector.restore()
+        self.sampling_ = counter.record(self.classes_, steps, ctx.batch_images)
 
     # ----------------------------------------------------------------- inference
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from numbers import Real
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.sampling.budget import LR_PARAM, Budget, suggest_lr
-from methods.base import Batch, EmbeddingMethod, StepLoss, check_positive
+from methods.base import Batch, EmbeddingMethod, FitContext, Prepared, StepLoss
+from methods.constraints import Interval
 from methods.registry import register_method
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
 
 
 @register_method("classifier")
@@ -22,20 +28,20 @@ class Classifier(EmbeddingMethod):
 
     Args:
         trunk: shared trunk name.
-        label_smoothing: passed to ``torch.nn.functional.cross_entropy``.
+        label_smoothing: passed to ``torch.nn.functional.cross_entropy``, in [0, 1].
     """
+
+    _parameter_constraints = {"label_smoothing": [Interval(Real, 0, 1, closed="both")]}
+    #: The head (learned): the ``"head"`` module of ``_prepare``, kept by ``fit``.
+    head_: nn.Linear
 
     def __init__(self, *, trunk: str = "mlp", label_smoothing: float = 0.0) -> None:
         super().__init__(trunk=trunk)
         self.label_smoothing = label_smoothing
 
-    def check_params(self) -> None:
-        super().check_params()
-        check_positive(self.name, "label_smoothing", self.label_smoothing, allow_zero=True)
-
-    def _prepare(self, images: torch.Tensor, labels: torch.Tensor, budget: Budget) -> dict[str, nn.Module]:
-        self.head_ = nn.Linear(budget.embedding_size, self.num_classes)
-        return {"head": self.head_}
+    def _prepare(self, ctx: FitContext) -> Prepared:
+        # Trained with the trunk; fit keeps it as ``head_``.
+        return Prepared(modules={"head": nn.Linear(ctx.budget.embedding_size, ctx.num_classes)})
 
     def collapse_loss(self) -> float:
         """Cross-entropy of the best constant prediction: the entropy of the (label-smoothed)
@@ -46,13 +52,13 @@ class Classifier(EmbeddingMethod):
         target = target[target > 0]
         return float(-(target * target.log()).sum())
 
-    def _draw(self, weights: torch.Tensor) -> Batch:
-        index, gen = self.class_index, self.generator
-        classes = index.draw_classes(weights, self.batch_images, gen)
+    def _draw(self, ctx: FitContext, prepared: Prepared, weights: torch.Tensor) -> Batch:
+        index, gen = ctx.class_index, ctx.generator
+        classes = index.draw_classes(weights, ctx.batch_images, gen)
         return Batch(positions=index.draw_in_class(classes, gen), anchor_classes=classes)
 
-    def _loss(self, batch: Batch) -> StepLoss:
-        x = self.train_images[batch.positions]
+    def _loss(self, ctx: FitContext, prepared: Prepared, batch: Batch) -> StepLoss:
+        x = ctx.train_images[batch.positions]
         logits = self.head_(self.model_(x))
         per_image = F.cross_entropy(
             logits, batch.anchor_classes, reduction="none", label_smoothing=float(self.label_smoothing)
@@ -80,9 +86,8 @@ class Classifier(EmbeddingMethod):
         return torch.cat(chunks)
 
     @classmethod
-    def search_space(cls, trial) -> dict:
+    def search_space(cls) -> dict[str, BaseDistribution]:
         """The learning rate and the label smoothing (0 to 0.3; the default 0 inside)."""
-        return {
-            LR_PARAM: suggest_lr(trial),
-            "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.3),
-        }
+        from optuna.distributions import FloatDistribution
+
+        return {**super().search_space(), "label_smoothing": FloatDistribution(0.0, 0.3)}

@@ -2,17 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import TYPE_CHECKING
+
 import torch
 from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.losses import TripletMarginLoss
 from pytorch_metric_learning.reducers import DoNothingReducer
-from torch import nn
 
 from bench.core.errors import BenchError
 from bench.datasets.image_set import class_means
-from bench.sampling.budget import LR_PARAM, Budget, suggest_lr
-from methods.base import Batch, EmbeddingMethod, StepLoss, check_choice, check_positive, per_tuple_reduce
+from methods.base import Batch, EmbeddingMethod, FitContext, Prepared, StepLoss
+from methods.constraints import Boolean, Interval, Options
+from methods.reducers import per_tuple_reduce
 from methods.registry import register_method
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class TripletLayout(Prepared):
+    """What every step of a mean-anchor fit shares.
+
+    Attributes:
+        triplets: triplets per step (T).
+        mean_images: (C, h, w) mean training image of each class.
+        anchor_rows: rows of the forward that are anchors: C, or C x ``anchor_sample``.
+        positive_idx: (T,) rows of the positives in the anchors-first embedding batch.
+        negative_idx: (T,) rows of the negatives.
+        sample_classes: (C x ``anchor_sample``,) the class of each anchor sample image.
+        loss_fn: the library's ``TripletMarginLoss`` with per-triplet losses.
+    """
+
+    triplets: int
+    mean_images: torch.Tensor
+    anchor_rows: int
+    positive_idx: torch.Tensor
+    negative_idx: torch.Tensor
+    sample_classes: torch.Tensor
+    loss_fn: TripletMarginLoss
 
 
 @register_method("mean-anchor-triplet")
@@ -54,6 +84,16 @@ class MeanAnchorTriplet(EmbeddingMethod):
         reduction: ``"mean"`` over all triplets or ``"mean-nonzero"`` over active ones.
     """
 
+    _parameter_constraints = {
+        "margin": [Interval(Real, 0, None, closed="left")],
+        "normalize": [Boolean()],
+        "squared": [Boolean()],
+        "anchor": [Options(("image", "embedding"))],
+        "anchor_sample": [Interval(Integral, 1, None, closed="left")],
+        "negatives": [Options(("image", "class"))],
+        "reduction": [Options(("mean", "mean-nonzero"))],
+    }
+
     def __init__(
         self,
         *,
@@ -75,84 +115,71 @@ class MeanAnchorTriplet(EmbeddingMethod):
         self.negatives = negatives
         self.reduction = reduction
 
-    def check_params(self) -> None:
-        super().check_params()
-        check_positive(self.name, "margin", self.margin, allow_zero=True)
-        check_choice(self.name, "normalize", self.normalize, (True, False))
-        check_choice(self.name, "squared", self.squared, (True, False))
-        check_choice(self.name, "anchor", self.anchor, ("image", "embedding"))
-        check_choice(self.name, "negatives", self.negatives, ("image", "class"))
-        check_choice(self.name, "reduction", self.reduction, ("mean", "mean-nonzero"))
-        if not isinstance(self.anchor_sample, int) or self.anchor_sample < 1:
+    def _prepare(self, ctx: FitContext) -> TripletLayout:
+        c, device = ctx.num_classes, ctx.device
+        t = ctx.batch_images // 3
+        if t < 1:
             raise BenchError(
-                f"{self.name}: anchor_sample must be a positive integer, got {self.anchor_sample!r}"
-            )
-
-    def _prepare(self, images: torch.Tensor, labels: torch.Tensor, budget: Budget) -> dict[str, nn.Module]:
-        c = self.num_classes
-        self._triplets = budget.batch_images // 3
-        if self._triplets < 1:
-            raise BenchError(
-                f"{self.name}: batch_images={budget.batch_images} is too small for one triplet (needs >= 3)"
+                f"{self.name}: batch_images={ctx.batch_images} is too small for one triplet (needs >= 3)"
             )
         # One tensor op: sum the images of each class, divide by the class sizes. On the CPU,
         # where index_add_ is deterministic (CUDA's atomic adds are not), then moved once.
-        self._mean_images = class_means(images.cpu(), labels.cpu(), c).to(images.device)
-        t = self._triplets
-        self._anchor_rows = c * (self.anchor_sample if self.anchor == "embedding" else 1)
-        self._positive_idx = torch.arange(t, device=images.device) + c
-        self._negative_idx = self._positive_idx + t
-        self._sample_classes = torch.arange(c, device=images.device).repeat_interleave(self.anchor_sample)
+        mean_images = class_means(ctx.train_images.cpu(), ctx.train_labels.cpu(), c).to(device)
+        positive_idx = torch.arange(t, device=device) + c
         distance = LpDistance(normalize_embeddings=self.normalize, p=2, power=2 if self.squared else 1)
-        self._loss_fn = TripletMarginLoss(margin=self.margin, distance=distance, reducer=DoNothingReducer())
-        return {}
+        return TripletLayout(
+            triplets=t,
+            mean_images=mean_images,
+            anchor_rows=c * (self.anchor_sample if self.anchor == "embedding" else 1),
+            positive_idx=positive_idx,
+            negative_idx=positive_idx + t,
+            sample_classes=torch.arange(c, device=device).repeat_interleave(self.anchor_sample),
+            loss_fn=TripletMarginLoss(margin=self.margin, distance=distance, reducer=DoNothingReducer()),
+        )
 
     def collapse_loss(self) -> float:
         """Every distance 0: each triplet scores the margin, under either reduction."""
         return float(self.margin)
 
-    def _draw(self, weights: torch.Tensor) -> Batch:
-        index, gen = self.class_index, self.generator
-        anchors = index.draw_classes(weights, self._triplets, gen)
+    def _draw(self, ctx: FitContext, prepared: TripletLayout, weights: torch.Tensor) -> Batch:
+        index, gen = ctx.class_index, ctx.generator
+        anchors = index.draw_classes(weights, prepared.triplets, gen)
         positives = index.draw_in_class(anchors, gen)
         negatives = index.draw_negatives(anchors, gen, by=self.negatives)
         parts = {"anchors": anchors, "positives": positives, "negatives": negatives}
         drawn = [positives, negatives]
         if self.anchor == "embedding":
-            parts["sample"] = index.draw_in_class(self._sample_classes, gen)
+            parts["sample"] = index.draw_in_class(prepared.sample_classes, gen)
             drawn.append(parts["sample"])
         return Batch(
             positions=torch.cat(drawn),
             anchor_classes=anchors,
-            negative_classes=self.train_labels[negatives],
+            negative_classes=ctx.train_labels[negatives],
             parts=parts,
         )
 
-    def _loss(self, batch: Batch) -> StepLoss:
-        c = self.num_classes
-        parts = batch.parts
-        if self.anchor == "image":
-            anchor_images = self._mean_images
-        else:
-            anchor_images = self.train_images[parts["sample"]]
-        x = torch.cat(
-            [anchor_images, self.train_images[parts["positives"]], self.train_images[parts["negatives"]]]
-        )
+    def _loss(self, ctx: FitContext, prepared: TripletLayout, batch: Batch) -> StepLoss:
+        c, images, parts = ctx.num_classes, ctx.train_images, batch.parts
+        anchor_images = prepared.mean_images if self.anchor == "image" else images[parts["sample"]]
+        x = torch.cat([anchor_images, images[parts["positives"]], images[parts["negatives"]]])
         emb = self.model_(x)
+        rows = prepared.anchor_rows
         if self.anchor == "embedding":
-            anchors = emb[: self._anchor_rows].view(c, self.anchor_sample, -1).mean(1)
-            emb = torch.cat([anchors, emb[self._anchor_rows :]])
-        out = self._loss_fn(emb, indices_tuple=(parts["anchors"], self._positive_idx, self._negative_idx))
-        losses = out["loss"]["losses"]
+            anchors = emb[:rows].view(c, self.anchor_sample, -1).mean(1)
+            emb = torch.cat([anchors, emb[rows:]])
+        triplets = (parts["anchors"], prepared.positive_idx, prepared.negative_idx)
+        losses = prepared.loss_fn(emb, indices_tuple=triplets)["loss"]["losses"]
         return StepLoss(
             loss=per_tuple_reduce(losses, self.reduction),
             active=(losses > 0).sum(),
-            tuples=self._triplets,
+            tuples=prepared.triplets,
             forward_images=int(x.shape[0]),
         )
 
     @classmethod
-    def search_space(cls, trial) -> dict:
+    def search_space(cls) -> dict[str, BaseDistribution]:
         """The learning rate and the margin (log-uniform; squared distances of unit vectors lie
         in [0, 4]; the default 0.2 lies inside)."""
-        return {LR_PARAM: suggest_lr(trial), "margin": trial.suggest_float("margin", 0.02, 1.0, log=True)}
+        from optuna.distributions import FloatDistribution
+
+        return {**super().search_space(), "margin": FloatDistribution(0.02, 1.0, log=True)}

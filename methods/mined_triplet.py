@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import TYPE_CHECKING
+
 import torch
-from torch import nn
 
 from bench.core.errors import BenchError
-from bench.sampling.budget import LR_PARAM, Budget, suggest_lr
-from methods.base import Batch, EmbeddingMethod, StepLoss, check_choice, check_positive
+from methods.base import Batch, EmbeddingMethod, FitContext, Prepared, StepLoss
+from methods.constraints import Boolean, Interval, Options
 from methods.mined_triplet_loss import mined_triplet_loss
 from methods.registry import register_method
 
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+
 MINERS = ("semihard", "hard", "all", "batch-hard")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ClassGroups(Prepared):
+    """A step's batch layout: ``groups`` class draws of ``images_per_class`` images each."""
+
+    groups: int
 
 
 @register_method("mined-triplet")
@@ -42,6 +55,14 @@ class MinedTriplet(EmbeddingMethod):
         reduction: ``"mean-nonzero"`` or ``"mean"``.
     """
 
+    _parameter_constraints = {
+        "margin": [Interval(Real, 0, None, closed="left")],
+        "miner": [Options(MINERS)],
+        "images_per_class": [Interval(Integral, 2, None, closed="left")],
+        "normalize": [Boolean()],
+        "reduction": [Options(("mean", "mean-nonzero"))],
+    }
+
     def __init__(
         self,
         *,
@@ -59,53 +80,44 @@ class MinedTriplet(EmbeddingMethod):
         self.normalize = normalize
         self.reduction = reduction
 
-    def check_params(self) -> None:
-        super().check_params()
-        check_positive(self.name, "margin", self.margin, allow_zero=True)
-        check_choice(self.name, "miner", self.miner, MINERS)
-        check_choice(self.name, "normalize", self.normalize, (True, False))
-        check_choice(self.name, "reduction", self.reduction, ("mean", "mean-nonzero"))
-        if not isinstance(self.images_per_class, int) or self.images_per_class < 2:
-            raise BenchError(
-                f"{self.name}: images_per_class must be an integer >= 2, got {self.images_per_class!r}"
-            )
-
-    def _prepare(self, images: torch.Tensor, labels: torch.Tensor, budget: Budget) -> dict[str, nn.Module]:
-        if budget.batch_images < 2 * self.images_per_class:
-            raise BenchError(
-                f"{self.name}: batch_images={budget.batch_images} needs room for two class groups "
-                f"of images_per_class={self.images_per_class}"
-            )
+    def _prepare(self, ctx: FitContext) -> ClassGroups:
         m = self.images_per_class
-        self._groups = -(-budget.batch_images // m)
-        return {}
+        if ctx.batch_images < 2 * m:
+            raise BenchError(
+                f"{self.name}: batch_images={ctx.batch_images} needs room for two class groups "
+                f"of images_per_class={m}"
+            )
+        return ClassGroups(groups=-(-ctx.batch_images // m))
 
     def collapse_loss(self) -> float:
         """The margin: as distances shrink to one value every mined triplet scores about the
         margin (an exact collapse leaves semihard mining nothing to mine: the rank shows it)."""
         return float(self.margin)
 
-    def _draw(self, weights: torch.Tensor) -> Batch:
-        index, gen = self.class_index, self.generator
-        groups = index.draw_classes(weights, self._groups, gen)
-        classes = groups.repeat_interleave(self.images_per_class)[: self.batch_images]
+    def _draw(self, ctx: FitContext, prepared: ClassGroups, weights: torch.Tensor) -> Batch:
+        index, gen = ctx.class_index, ctx.generator
+        groups = index.draw_classes(weights, prepared.groups, gen)
+        classes = groups.repeat_interleave(self.images_per_class)[: ctx.batch_images]
         return Batch(positions=index.draw_in_class(classes, gen), anchor_classes=classes)
 
-    def _loss(self, batch: Batch) -> StepLoss:
+    def _loss(self, ctx: FitContext, prepared: ClassGroups, batch: Batch) -> StepLoss:
         labels = batch.anchor_classes
-        x = self.train_images[batch.positions]
+        x = ctx.train_images[batch.positions]
         emb = self.model_(x)
         out = mined_triplet_loss(emb, labels, self.margin, self.miner, self.reduction, self.normalize)
+        # The negatives are known once mined: the batch's count of them is filled in here.
         batch.negative_classes = labels
         batch.negative_weights = out.negative_columns
         return StepLoss(loss=out.loss, active=out.active, tuples=out.tuples, forward_images=int(x.shape[0]))
 
     @classmethod
-    def search_space(cls, trial) -> dict:
+    def search_space(cls) -> dict[str, BaseDistribution]:
         """The learning rate, the margin (log-uniform, default 0.2 inside) and the miner, i.e.
         which triplets train: semi-hard, hard, all active, or the batch-hard one per anchor."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
         return {
-            LR_PARAM: suggest_lr(trial),
-            "margin": trial.suggest_float("margin", 0.02, 1.0, log=True),
-            "miner": trial.suggest_categorical("miner", list(MINERS)),
+            **super().search_space(),
+            "margin": FloatDistribution(0.02, 1.0, log=True),
+            "miner": CategoricalDistribution(MINERS),
         }

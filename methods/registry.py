@@ -11,19 +11,18 @@ line naming it; the others still load.
 from __future__ import annotations
 
 import importlib
-import inspect
 import logging
 import pkgutil
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TypeVar
 
-from bench.core.errors import BenchError
 from bench.core.registry import Registry
+from methods.base import EmbeddingMethod
 
-T = TypeVar("T", bound=type)
+T = TypeVar("T", bound=type[EmbeddingMethod])
 
-METHODS: Registry[type] = Registry("method")
+METHODS: Registry[type[EmbeddingMethod]] = Registry("method")
 _plugins_loaded = False
 # Unconfigured, Python prints a warning as its bare message on stderr: one line per broken plug-in.
 logger = logging.getLogger(__name__)
@@ -90,25 +89,22 @@ def list_methods(pattern: str = "*") -> list[str]:
     return METHODS.names(pattern)
 
 
-def get_method_class(name: str) -> type:
+def get_method_class(name: str) -> type[EmbeddingMethod]:
     """The class registered as ``name``; an unknown name is a BenchError listing the known ones."""
     _load_plugins()
     return METHODS.get(name)
 
 
-def create_method(name: str, **params):
+def create_method(name: str, **params) -> EmbeddingMethod:
     """Construct the method registered as ``name`` with keyword hyperparameters.
+
+    Names are checked here (``EmbeddingMethod.check_param_names``); values when the method
+    fits, or earlier with ``check_params()``.
 
     Raises:
         BenchError: an unknown method name, or a hyperparameter the method does not take
             (the message lists the ones it does).
     """
     cls = get_method_class(name)
-    accepted = inspect.signature(cls).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        unknown = [key for key in params if key not in accepted]
-        if unknown:
-            raise BenchError(
-                f"method {name!r} has no hyperparameter {unknown[0]!r}; it takes: {', '.join(accepted)}"
-            )
+    cls.check_param_names(params)
     return cls(**params)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from numbers import Real
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from bench.core.errors import BenchError
-from bench.sampling.budget import LR_PARAM, Budget, suggest_lr
-from methods.base import Batch, EmbeddingMethod, StepLoss, check_choice, check_positive, per_tuple_reduce
+from methods.base import Batch, EmbeddingMethod, FitContext, Prepared, StepLoss
+from methods.constraints import Boolean, Interval, Options
+from methods.reducers import per_tuple_reduce
 from methods.registry import register_method
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
 
 
 def contrastive_losses(
@@ -40,6 +48,20 @@ def contrastive_losses(
     )
 
 
+def pair_split(batch_images: int, positive_share: float) -> tuple[int, int]:
+    """``(pairs, positive pairs)`` of a step: a pair counts two nominal images."""
+    pairs = batch_images // 2
+    return pairs, int(round(pairs * positive_share))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PairLayout(Prepared):
+    """A step's pairs: ``pairs`` in all, the first ``positives`` of them same-class."""
+
+    pairs: int
+    positives: int
+
+
 @register_method("siamese")
 class Siamese(EmbeddingMethod):
     """Contrastive pairs: each step forms ``batch_images // 2`` pairs (a pair counts two images).
@@ -68,6 +90,15 @@ class Siamese(EmbeddingMethod):
         reduction: ``"mean"`` or ``"mean-nonzero"``.
     """
 
+    _parameter_constraints = {
+        "margin": [Interval(Real, 0, None, closed="neither")],
+        "pos_margin": [Interval(Real, 0, None, closed="left")],
+        "pair_positive_share": [Interval(Real, 0, 1, closed="both")],
+        "normalize": [Boolean()],
+        "negatives": [Options(("image", "class"))],
+        "reduction": [Options(("mean", "mean-nonzero"))],
+    }
+
     def __init__(
         self,
         *,
@@ -87,68 +118,54 @@ class Siamese(EmbeddingMethod):
         self.negatives = negatives
         self.reduction = reduction
 
-    def check_params(self) -> None:
-        super().check_params()
-        check_positive(self.name, "margin", self.margin)
-        check_positive(self.name, "pos_margin", self.pos_margin, allow_zero=True)
-        check_positive(self.name, "pair_positive_share", self.pair_positive_share, allow_zero=True)
-        if self.pair_positive_share > 1:
-            raise BenchError(
-                f"{self.name}: pair_positive_share must be in [0, 1], got {self.pair_positive_share}"
-            )
-        check_choice(self.name, "normalize", self.normalize, (True, False))
-        check_choice(self.name, "negatives", self.negatives, ("image", "class"))
-        check_choice(self.name, "reduction", self.reduction, ("mean", "mean-nonzero"))
-
-    def _prepare(self, images: torch.Tensor, labels: torch.Tensor, budget: Budget) -> dict[str, nn.Module]:
-        pairs = budget.batch_images // 2
+    def _prepare(self, ctx: FitContext) -> PairLayout:
+        pairs, positives = pair_split(ctx.batch_images, self.pair_positive_share)
         if pairs < 1:
             raise BenchError(
-                f"{self.name}: batch_images={budget.batch_images} is too small for one pair (needs >= 2)"
+                f"{self.name}: batch_images={ctx.batch_images} is too small for one pair (needs >= 2)"
             )
-        self._pairs = pairs
-        self._positives = int(round(pairs * self.pair_positive_share))
-        return {}
+        return PairLayout(pairs=pairs, positives=positives)
 
     def collapse_loss(self) -> float:
         """Every pair at distance 0: positives score 0, negatives the margin, so ``margin`` times
         the share of negative pairs (``"mean"``), or ``margin`` (``"mean-nonzero"``)."""
         if self.reduction == "mean-nonzero":
             return float(self.margin)
-        return float(self.margin) * (self._pairs - self._positives) / self._pairs
+        pairs, positives = pair_split(self.budget_.batch_images, self.pair_positive_share)
+        return float(self.margin) * (pairs - positives) / pairs
 
-    def _draw(self, weights: torch.Tensor) -> Batch:
-        index, gen, k = self.class_index, self.generator, self._positives
-        classes = index.draw_classes(weights, self._pairs, gen)
+    def _draw(self, ctx: FitContext, prepared: PairLayout, weights: torch.Tensor) -> Batch:
+        index, gen, k = ctx.class_index, ctx.generator, prepared.positives
+        classes = index.draw_classes(weights, prepared.pairs, gen)
         first = index.draw_in_class(classes, gen)
         same = index.draw_in_class(classes[:k], gen)
         other = index.draw_negatives(classes[k:], gen, by=self.negatives)
         return Batch(
             positions=torch.cat([first, same, other]),
             anchor_classes=classes,
-            negative_classes=self.train_labels[other],
+            negative_classes=ctx.train_labels[other],
         )
 
-    def _loss(self, batch: Batch) -> StepLoss:
-        x = self.train_images[batch.positions]
+    def _loss(self, ctx: FitContext, prepared: PairLayout, batch: Batch) -> StepLoss:
+        x = ctx.train_images[batch.positions]
         emb = self.model_(x)
         # The batch is laid out as [first elements; second elements], positives first.
-        pairs = self._pairs
+        pairs = prepared.pairs
         losses = contrastive_losses(
-            emb[:pairs], emb[pairs:], self._positives, self.pos_margin, self.margin, self.normalize
+            emb[:pairs], emb[pairs:], prepared.positives, self.pos_margin, self.margin, self.normalize
         )
         loss = per_tuple_reduce(losses, self.reduction) if losses.numel() else emb.sum() * 0.0
-        return StepLoss(
-            loss=loss, active=(losses > 0).sum(), tuples=self._pairs, forward_images=int(x.shape[0])
-        )
+        return StepLoss(loss=loss, active=(losses > 0).sum(), tuples=pairs, forward_images=int(x.shape[0]))
 
     @classmethod
-    def search_space(cls, trial) -> dict:
+    def search_space(cls) -> dict[str, BaseDistribution]:
         """The learning rate, both margins (distances of unit vectors lie in [0, 2]) and the
         share of positive pairs; the defaults (1.0, 0.0, 0.5) lie inside."""
+        from optuna.distributions import FloatDistribution
+
         return {
-            LR_PARAM: suggest_lr(trial),
-            "margin": trial.suggest_float("margin", 0.3, 1.6),
-            "pos_margin": trial.suggest_float("pos_margin", 0.0, 0.4),
-            "pair_positive_share": trial.suggest_float("pair_positive_share", 0.2, 0.8),
+            **super().search_space(),
+            "margin": FloatDistribution(0.3, 1.6),
+            "pos_margin": FloatDistribution(0.0, 0.4),
+            "pair_positive_share": FloatDistribution(0.2, 0.8),
         }

@@ -180,7 +180,7 @@ def test_an_image_folder_of_one_class_says_so(tmp_path):
     ("table", "message"),
     [
         ("[method_params.siamese]\nmargni = 0.5\n", "has no hyperparameter 'margni'"),
-        ("[method_params.siamese]\nmargin = -1.0\n", "margin must be a positive number"),
+        ("[method_params.siamese]\nmargin = -1.0\n", "margin=-1.0 is not a positive number"),
         ('[method_params.siamese]\ntrunk = "cnn"\n', "the trunk is shared by the whole grid"),
         ("[method_params.siamse]\nmargin = 0.5\n", "unknown method 'siamse'"),
     ],

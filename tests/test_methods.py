@@ -139,8 +139,8 @@ def test_fit_draws_only_training_images(name, digits_splits):
     drawn = []
     draw = method._draw
 
-    def recording_draw(weights):
-        batch = draw(weights)
+    def recording_draw(ctx, prepared, weights):
+        batch = draw(ctx, prepared, weights)
         drawn.append(batch.positions.clone())
         return batch
 
@@ -159,8 +159,8 @@ def test_divergence_raises_with_the_step(name, digits_splits):
     loss = method._loss
     calls = []
 
-    def poisoned_loss(batch):
-        out = loss(batch)
+    def poisoned_loss(ctx, prepared, batch):
+        out = loss(ctx, prepared, batch)
         calls.append(1)
         if len(calls) == 23:
             out.loss = out.loss * float("nan")
@@ -182,6 +182,18 @@ def test_validation_selects_a_checkpoint(digits_splits):
     assert create_method("siamese").fit(digits_splits.train, budget=Budget(steps=10)).checkpoint_ is None
 
 
+@pytest.mark.parametrize("name", METHODS)
+def test_fit_keeps_only_hyperparameters_and_learned_state(name, fitted):
+    """Training data and per-fit state pass through the hooks as arguments (scikit-learn never
+    keeps X on the estimator): after fit, every attribute is a hyperparameter or learned."""
+    method = fitted(name)
+    params = set(method.get_params())
+    learned = {key for key in vars(method) if key not in params}
+    assert all(key.endswith("_") and not key.startswith("_") for key in learned), learned
+    assert {"model_", "classes_", "budget_", "sampling_", "loss_history_", "checkpoint_"} <= learned
+    assert not [v for v in vars(method).values() if torch.is_tensor(v)]  # no training tensors
+
+
 def test_fit_leaves_the_global_rng_alone(digits_splits):
     state = torch.get_rng_state()
     create_method("classifier").fit(digits_splits.train, budget=Budget(steps=5, batch_images=32), seed=3)
@@ -189,17 +201,35 @@ def test_fit_leaves_the_global_rng_alone(digits_splits):
 
 
 @pytest.mark.parametrize(
-    ("name", "params"),
+    ("name", "params", "message"),
     [
-        ("siamese", {"pair_positive_share": 1.5}),
-        ("mean-anchor-triplet", {"anchor": "median"}),
-        ("mined-triplet", {"miner": "random"}),
-        ("classifier", {"trunk": "resnet"}),
+        ("siamese", {"pair_positive_share": 1.5}, "pair_positive_share=1.5 is not a number in [0, 1]"),
+        ("siamese", {"margin": 0}, "siamese: margin=0 is not a positive number"),
+        ("siamese", {"normalize": 1}, "siamese: normalize=1 is not a boolean"),
+        (
+            "mean-anchor-triplet",
+            {"anchor": "median"},
+            "mean-anchor-triplet: anchor='median' is not one of 'image', 'embedding'",
+        ),
+        ("mean-anchor-triplet", {"anchor_sample": 2.0}, "anchor_sample=2.0 is not an integer >= 1"),
+        ("mined-triplet", {"miner": "random"}, "miner='random' is not one of 'semihard', 'hard', 'all'"),
+        ("mined-triplet", {"images_per_class": 1}, "images_per_class=1 is not an integer >= 2"),
+        ("mined-triplet", {"margin": float("nan")}, "margin=nan is not a non-negative number"),
+        ("classifier", {"trunk": "resnet"}, "classifier: trunk='resnet' is not one of 'cnn', 'mlp'"),
+        ("classifier", {"label_smoothing": -0.1}, "label_smoothing=-0.1 is not a number in [0, 1]"),
     ],
 )
-def test_bad_hyperparameter_values_are_bench_errors(name, params, digits_splits):
-    with pytest.raises(BenchError):
+def test_bad_hyperparameter_values_are_one_line_bench_errors(name, params, message, digits_splits):
+    with pytest.raises(BenchError) as err:
         create_method(name, **params).fit(digits_splits.train, budget=Budget(steps=2))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_hyperparameter_declares_its_constraints_and_the_defaults_meet_them(name):
+    method = create_method(name)
+    assert set(type(method).parameter_constraints()) == set(method.get_params())
+    method.check_params()
 
 
 @pytest.mark.parametrize(
@@ -250,11 +280,11 @@ def test_embedding_anchor_is_the_mean_embedding_of_its_class_sample_with_its_gra
     loss = method._loss
     checked = []
 
-    def checking_loss(batch):
-        out = loss(batch)
+    def checking_loss(ctx, prepared, batch):
+        out = loss(ctx, prepared, batch)
         if not checked:
-            model, images, parts, c = method.model_, method.train_images, batch.parts, method.num_classes
-            drawn = method.train_labels[parts["sample"]].view(c, 4)
+            model, images, parts, c = method.model_, ctx.train_images, batch.parts, ctx.num_classes
+            drawn = ctx.train_labels[parts["sample"]].view(c, 4)
             assert torch.equal(drawn, torch.arange(c).unsqueeze(1).expand(c, 4))  # 4 images of each class
             unit = torch.nn.functional.normalize
             anchors = unit(model(images[parts["sample"]]).view(c, 4, -1).mean(1)[parts["anchors"]], dim=1)

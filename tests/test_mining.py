@@ -71,14 +71,14 @@ def _training_step(params: dict, train: ImageSet, batch_images: int, seed: int =
     seen: dict = {}
     real_loss = method._loss
 
-    def spy(batch):
+    def spy(ctx, prepared, batch):
         def keep(module, inputs, emb):
             seen["emb"] = emb.detach().clone()
             emb.register_hook(lambda grad: seen.__setitem__("grad", grad.clone()))
 
         handle = method.model_.register_forward_hook(keep)
         try:
-            out = real_loss(batch)
+            out = real_loss(ctx, prepared, batch)
         finally:
             handle.remove()
         seen["batch"], seen["out"] = batch, out

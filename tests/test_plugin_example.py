@@ -1,6 +1,6 @@
-"""The method API a plug-in author relies on: the worked plug-in of docs/writing-a-method.md,
-registered through a (faked) entry point from its own pyproject.toml, trains; a module dropped
-into ``methods/`` is found; the fit-time accessors say when they cannot be used."""
+"""The method API a plug-in author relies on: the worked plug-in of ``docs/writing-a-method.md``,
+registered through a (faked) entry point from its own pyproject.toml, trains, checks its
+hyperparameters and declares its search space; a module dropped into ``methods/`` is found."""
 
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ import methods
 import methods.registry as registry
 from bench.core.errors import BenchError
 from bench.sampling.budget import Budget
-from methods import create_method, list_methods
+from methods import create_method, get_method_class, list_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def readme_example() -> tuple[str, str]:
-    """The python and toml blocks of the *Writing a method* page (docs/writing-a-method.md)."""
+def documented_example() -> tuple[str, str]:
+    """The python and toml blocks of the *A complete plug-in* section of the method guide."""
     text = (ROOT / "docs" / "writing-a-method.md").read_text()
-    section = text.split("# Writing a method", 1)[1].split("\n## ", 1)[0]
+    section = text.split("\n## A complete plug-in\n", 1)[1].split("\n## ", 1)[0]
     python = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     toml = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
     return python, toml
@@ -45,10 +45,10 @@ def plugin_registry(monkeypatch):
             del sys.modules[name]
 
 
-def test_the_readme_plugin_registers_through_its_entry_point_and_trains(
+def test_the_documented_plugin_registers_through_its_entry_point_and_trains(
     plugin_registry, tmp_path, monkeypatch, digits_splits
 ):
-    python, toml = readme_example()
+    python, toml = documented_example()
     points = tomllib.loads(toml)["project"]["entry-points"]["bench.methods"]
     ((name, module),) = points.items()
     (tmp_path / f"{module}.py").write_text(python)
@@ -60,8 +60,11 @@ def test_the_readme_plugin_registers_through_its_entry_point_and_trains(
     assert name in list_methods()
     method = create_method(name, temperature=0.1)
     assert method.get_params() == {"trunk": "mlp", "temperature": 0.1}
-    with pytest.raises(BenchError, match="temperature must be a positive number"):
+    with pytest.raises(BenchError, match=r"^norm-softmax: temperature=0.0 is not a positive number$"):
         create_method(name, temperature=0.0).check_params()
+    with pytest.raises(BenchError, match="has no hyperparameter 'temprature'; it takes: trunk, temperature"):
+        create_method(name, temprature=0.1)
+    assert list(get_method_class(name).search_space()) == ["lr", "temperature"]
     budget = Budget(steps=60, batch_images=64)
     method.fit(digits_splits.train, budget=budget, seed=0)
     assert method.sampling_["images_seen"] == 60 * 64
@@ -72,6 +75,10 @@ def test_the_readme_plugin_registers_through_its_entry_point_and_trains(
     proxies = torch.nn.functional.normalize(method.proxies_.weight.detach(), dim=1)
     accuracy = float(((emb @ proxies.T).argmax(1) == digits_splits.test.labels).double().mean())
     assert accuracy > 0.6
+    # Nothing of the fit stays behind but learned state; the proxies are kept as ``proxies_``.
+    assert set(vars(method)) == {"trunk", "temperature"} | {
+        "model_", "classes_", "budget_", "proxies_", "sampling_", "loss_history_", "checkpoint_",
+    }  # fmt: skip
 
 
 def test_a_module_dropped_into_methods_is_registered(plugin_registry, tmp_path, monkeypatch, caplog):
@@ -91,21 +98,3 @@ def test_a_module_dropped_into_methods_is_registered(plugin_registry, tmp_path, 
         "warning: methods/broken_method.py could not be loaded and was skipped: RuntimeError: half written"
     ]
     assert "dropped" in names and "classifier" in names  # the broken one stops nothing else
-
-
-def test_fit_time_accessors_are_explained_outside_fit(digits_splits):
-    method = create_method("classifier")
-    for accessor in (
-        "train_images",
-        "train_labels",
-        "class_index",
-        "generator",
-        "batch_images",
-        "num_classes",
-    ):
-        with pytest.raises(BenchError, match=f"classifier: {accessor} is set up by fit"):
-            getattr(method, accessor)
-    method.fit(digits_splits.train, budget=Budget(steps=2, batch_images=8))
-    assert method.num_classes == 10 and method.batch_images == 8
-    with pytest.raises(BenchError, match="train_images is set up by fit"):
-        _ = method.train_images  # the training tensors are not kept after fit

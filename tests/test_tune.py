@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from bench.cli import main
 from bench.cli.main import _parser
@@ -60,7 +61,38 @@ def test_a_method_without_a_search_space_is_tuned_on_the_learning_rate_alone():
 
     trial = optuna.create_study().ask()
     assert list(suggest_params(PlugIn, trial, {})) == ["lr"]
-    assert list(suggest_params(object, trial, {})) == ["lr"]  # not even an EmbeddingMethod
+    assert trial.distributions == {"lr": FloatDistribution(1e-4, 3e-3, log=True)}
+
+
+def test_a_search_space_suggests_each_kind_of_distribution_in_its_order():
+    class PlugIn(EmbeddingMethod):
+        @classmethod
+        def search_space(cls):
+            return {
+                "k": IntDistribution(2, 8, step=2),
+                "p": FloatDistribution(0.0, 1.0, step=0.25),
+                **super().search_space(),
+                "kind": CategoricalDistribution(("a", "b")),
+            }
+
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    params = suggest_params(PlugIn, trial, {"kind": "b"})
+    assert list(params) == ["k", "p", "lr", "kind"] and params["kind"] == "b"
+    assert params["k"] in (2, 4, 6, 8) and params["p"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert trial.distributions == PlugIn.search_space()
+
+
+@pytest.mark.parametrize("tuning", ["tune-digits", "tune-inspection"])
+def test_the_committed_journals_hold_the_declared_search_spaces(tuning, tmp_path):
+    """Every trial of the committed tunings was suggested from the space each method declares
+    now, in its order: the same sampler seeds replay the same trials."""
+    journal = tmp_path / STUDY_FILE
+    journal.write_bytes((Path(__file__).resolve().parents[1] / "results" / tuning / STUDY_FILE).read_bytes())
+    for name, study in studies(tmp_path).items():
+        space = get_method_class(name).search_space()
+        for trial in study.trials:
+            assert trial.distributions == {k: d for k, d in space.items() if k in trial.distributions}
+            assert list(trial.distributions) == [k for k in space if k in trial.distributions]
 
 
 def test_tune_takes_every_grid_flag_of_run():

@@ -54,7 +54,7 @@ class Budget:
 LR_PARAM = "lr"
 
 #: The learning-rate range every method's search space draws from (log-uniform), so that no
-#: method gets a wider search than another.
+#: method gets a wider search than another (``EmbeddingMethod.search_space``, under ``LR_PARAM``).
 LR_SEARCH_RANGE = (1e-4, 3e-3)
 
 
@@ -71,18 +71,3 @@ def method_budget(budget: Budget, params: dict) -> tuple[Budget, dict]:
     if LR_PARAM not in params:
         return budget, params
     return Budget(**{**budget.to_dict(), "lr": params.pop(LR_PARAM)}), params
-
-
-def suggest_lr(trial) -> float:
-    """The learning rate of an Optuna ``trial``, log-uniform over ``LR_SEARCH_RANGE``.
-
-    A method declares its search space for ``bench tune`` as a classmethod next to its
-    hyperparameters, each suggested under its own name, the learning rate under ``lr``::
-
-        @classmethod
-        def search_space(cls, trial) -> dict:
-            return {LR_PARAM: suggest_lr(trial), "margin": trial.suggest_float("margin", 0.1, 1.0)}
-
-    A method without one is tuned on the learning rate alone.
-    """
-    return trial.suggest_float(LR_PARAM, *LR_SEARCH_RANGE, log=True)

@@ -14,14 +14,23 @@ import traceback
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import TrialState
 
 from bench.core.errors import BenchError
-from bench.sampling.budget import LR_PARAM, suggest_lr
+from bench.sampling.budget import LR_PARAM
 from bench.tune.config import PRUNER_STARTUP_TRIALS, TuneConfig
+
+if TYPE_CHECKING:
+    from methods.base import EmbeddingMethod
 
 STUDY_FILE = "study.journal"
 #: Study user attribute listing trials that were running when a tuning was interrupted: they
@@ -68,45 +77,43 @@ def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
     return RunningMedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=config.warmup_steps)
 
 
-class _Names:
-    """A stand-in trial that records the names a search space suggests (and answers each with
-    its lowest value), to find which defaults the first trial should take."""
+def suggest(trial: Any, name: str, distribution: BaseDistribution) -> Any:
+    """Ask ``trial`` for ``name`` from ``distribution`` through Optuna's public suggest API
+    (a real trial, a ``FixedTrial``, any object with ``suggest_float`` / ``suggest_int`` /
+    ``suggest_categorical``).
 
-    def __init__(self) -> None:
-        self.names: list[str] = []
+    Raises:
+        BenchError: a distribution of another kind.
+    """
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    raise BenchError(f"search space entry {name!r}: unsupported distribution {distribution!r}")
 
-    def suggest_float(self, name: str, low: float, high: float, **_: Any) -> float:
-        self.names.append(name)
-        return low
 
-    def suggest_int(self, name: str, low: int, high: int, **_: Any) -> int:
-        self.names.append(name)
-        return low
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        self.names.append(name)
-        return list(choices)[0]
-
-
-def suggest_params(cls: type, trial: Any, fixed: dict[str, Any]) -> dict[str, Any]:
-    """A trial's parameters: the method's ``search_space`` (the learning rate alone for a
-    method without one), with ``fixed`` on top."""
-    space = getattr(cls, "search_space", None)
-    params = dict(space(trial)) if space is not None else {LR_PARAM: suggest_lr(trial)}
+def suggest_params(cls: type[EmbeddingMethod], trial: Any, fixed: dict[str, Any]) -> dict[str, Any]:
+    """A trial's parameters: one suggestion per entry of the method's ``search_space``, in its
+    order, with ``fixed`` on top."""
+    params = {name: suggest(trial, name, dist) for name, dist in cls.search_space().items()}
     return {**params, **fixed}
 
 
-def default_params(cls: type, config: TuneConfig, method: str) -> dict[str, Any]:
-    """The values the method runs with untuned, for the parameters its space suggests: the
+def default_params(cls: type[EmbeddingMethod], config: TuneConfig, method: str) -> dict[str, Any]:
+    """The values the method runs with untuned, for the parameters its space searches: the
     first trial of every study, so the tuned result is compared with the defaults."""
-    recorder = _Names()
-    suggest_params(cls, recorder, {})
     defaults = {
         **cls().get_params(),
         LR_PARAM: config.grid.budget.lr,
         **config.grid.method_params.get(method, {}),
     }
-    return {name: defaults[name] for name in recorder.names if name in defaults}
+    return {name: defaults[name] for name in cls.search_space() if name in defaults}
 
 
 def prepare_studies(
