@@ -186,6 +186,7 @@ def test_a_folder_without_labels_csv(tmp_path, cache):
             {"labels": "level"},
             "unknown label scheme 'level' \\(did you mean 'levels'\\?\\); known label schemes",
         ),
+        ({"labels": ["levels"]}, "unknown label scheme \\['levels'\\]"),
         ({"size": 0}, "size=0 is not a side in pixels from 8 to 300"),
         ({"size": 512}, "size=512"),
         ({"size": "big"}, "size='big'"),

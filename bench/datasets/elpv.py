@@ -163,14 +163,25 @@ def scheme_labels(scheme: str, levels: np.ndarray, types: np.ndarray) -> tuple[n
     Raises:
         BenchError: an unknown scheme (the message lists the known ones).
     """
-    if scheme == "levels":
+    if check_labels(scheme) == "levels":
         return levels.astype(np.int64), LEVEL_CODES
     if scheme == "binary":
         return (levels >= 2).astype(np.int64), ("good", "defect")
-    if scheme == "levels-type":
-        codes = ("good", *(f"{level}-{kind}" for level in LEVEL_CODES[1:] for kind in CELL_TYPES))
-        return np.where(levels == 0, 0, 1 + (levels - 1) * len(CELL_TYPES) + types), codes
-    raise BenchError(f"elpv: {unknown_name('label scheme', scheme, list(LABEL_SCHEMES))} (option labels=)")
+    codes = ("good", *(f"{level}-{kind}" for level in LEVEL_CODES[1:] for kind in CELL_TYPES))
+    return np.where(levels == 0, 0, 1 + (levels - 1) * len(CELL_TYPES) + types), codes
+
+
+def check_labels(scheme: object) -> str:
+    """``scheme`` if it names a label scheme.
+
+    Raises:
+        BenchError: an unknown scheme (with a close match, and the known ones).
+    """
+    if not isinstance(scheme, str) or scheme not in LABEL_SCHEMES:
+        raise BenchError(
+            f"elpv: {unknown_name('label scheme', scheme, list(LABEL_SCHEMES))} (option labels=)"
+        )
+    return str(scheme)
 
 
 def check_size(size: object) -> int:
@@ -257,7 +268,7 @@ def _version() -> str:
 def load_elpv(
     labels: str = DEFAULT_LABELS, size: int = DEFAULT_SIZE, data_dir: str | Path | None = None
 ) -> ImageSet:
-    """ELPV solar cells (electroluminescence, 2,624 images), with a label scheme and an image size.
+    """ELPV solar-cell EL images (2,624): labels=levels|binary|levels-type, size=64; pip install -e '.[elpv]'.
 
     The images are decoded once per machine and options (resized with a Lanczos filter to
     uint8) and kept in the disk cache (``bench.datasets.disk_cache``); a later load, in any
@@ -277,7 +288,7 @@ def load_elpv(
         BenchError: the package is not installed (``pip install -e '.[elpv]'``), an unknown label
             scheme or size, a malformed ``labels.csv``, a missing or undecodable image.
     """
-    label_indices, classes = scheme_labels(labels, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    check_labels(labels)
     side = check_size(size)
     directory = find_elpv(data_dir)
     table = read_elpv_table(directory)
