@@ -7,6 +7,11 @@ is never run). Images may be PIL images or arrays (2-D, 3-D with channels, or fl
 ``image_shape``); RGB is converted to grayscale, integers are scaled to [0, 1]. Labels may be
 integers, a ClassLabel (its names become the codes) or strings; codes are sorted numerically
 when all are numbers.
+
+A local source is decoded once per machine and options: its images, labels and codes go to the
+disk cache (``bench.datasets.disk_cache``), keyed by its files' fingerprint, so a later load in
+any process skips ``datasets`` altogether; while ``datasets`` reads a local source, its progress
+bars and info logging are off. Hub names are left to the ``datasets`` library's own cache.
 """
 
 from __future__ import annotations
