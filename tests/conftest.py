@@ -15,6 +15,15 @@ def digits_splits():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def private_disk_cache(tmp_path_factory):
+    """Decoded images the tests cache go to a temporary folder (``$BENCH_CACHE_DIR``, inherited by
+    the CLI subprocesses), never the user's ``~/.cache/bench``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCH_CACHE_DIR", str(tmp_path_factory.mktemp("bench-cache")))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def single_thread():
     """Run the tests' in-process training on one intra-op thread, as the runner does by default.
 

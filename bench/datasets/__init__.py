@@ -1,11 +1,12 @@
 """Dataset sources (a registry), the ImageSet they produce, and the image split.
 
 Importing this package registers every built-in source: ``inspection`` (the default, procedural),
-``digits``, ``fashion-mnist``; ``hf:<name-or-path>`` goes to the Hugging Face loader.
+``digits``, ``fashion-mnist``, ``elpv`` (with the ``elpv-dataset`` package); ``hf:<name-or-path>``
+goes to the Hugging Face loader.
 """
 
-# Importing the source modules (digits, fashion_mnist, inspection) registers them.
-from bench.datasets import digits, fashion_mnist, inspection  # noqa: F401
+# Importing the source modules (digits, elpv, fashion_mnist, inspection) registers them.
+from bench.datasets import digits, elpv, fashion_mnist, inspection  # noqa: F401
 from bench.datasets.describe import describe_datasets
 from bench.datasets.image_set import ImageSet, Splits
 from bench.datasets.registry import list_datasets, load_dataset, register_dataset

@@ -55,16 +55,54 @@ def _row(name, shape, counts, good_index, source, val_fraction=0.15, test_fracti
     }
 
 
+def elpv_rows(inputs: str = DEFAULT_INPUTS) -> list[dict]:
+    """A row per ELPV label scheme (``elpv labels=levels`` ...), from ``labels.csv`` alone: no image
+    is decoded. Its ``source`` says which defect probabilities make the good class. Without the
+    package, one row named ``elpv`` says how to install it and has None elsewhere."""
+    from bench.datasets import elpv
+
+    try:
+        table = elpv.read_elpv_table(elpv.find_elpv())
+    except BenchError:
+        return [_missing_row("elpv", f"not installed: {elpv.INSTALL_HINT}")]
+    side = elpv.DEFAULT_SIZE
+    rows = []
+    for scheme, meaning in elpv.LABEL_SCHEMES.items():
+        labels, classes = elpv.scheme_labels(scheme, table.levels, table.types)
+        counts = torch.bincount(torch.from_numpy(labels), minlength=len(classes))
+        source = (
+            f"{meaning}; size={side} (default; any from {elpv.SIZE_RANGE[0]} to {elpv.SIZE_RANGE[1]}); "
+            f"ELPV, {elpv.LICENCE}, package {elpv.DISTRIBUTION}"
+        )
+        row = _row(f"elpv labels={scheme}", (side, side), counts, 0, source)
+        rows.append({**row, "inputs": describe_inputs(inputs)})
+    return rows
+
+
+def _missing_row(name: str, source: str) -> dict:
+    return {
+        "name": name,
+        "image_size": None,
+        "classes": None,
+        "images": None,
+        "counts": None,
+        "balance": None,
+        "source": source,
+        "inputs": None,
+    }
+
+
 def describe_datasets(inputs: str = DEFAULT_INPUTS) -> list[dict]:
-    """A row per built-in source: inspection, digits, and fashion-mnist when its files exist.
+    """A row per built-in source: inspection, digits, fashion-mnist when its files exist, and one
+    per ELPV label scheme when its package is installed (see ``elpv_rows``).
 
     Each row has the keys ``name``, ``image_size`` (``"HxW"``), ``classes`` (count), ``images``,
     ``counts`` (``{"train": n, "val": n, "test": n}`` for the default split, seed 0: the counts
     do not depend on the seed), ``balance``, ``source`` and ``inputs`` (what ``inputs`` does
     to the images; for inspection and digits with the std floor and the pixels it floors on the
-    seed-0 training split, for Fashion-MNIST without, so the listing reads no pixels). When
-    Fashion-MNIST is not installed its row keeps the name, says so in ``source`` (with the
-    install command) and has None elsewhere.
+    seed-0 training split, for Fashion-MNIST and ELPV without, so the listing reads no pixels).
+    When Fashion-MNIST or ELPV is not installed its row keeps the name, says so in ``source``
+    (with the install command) and has None elsewhere.
     """
     from bench.datasets import fashion_mnist
     from bench.datasets.digits import load_digits_set
@@ -79,16 +117,5 @@ def describe_datasets(inputs: str = DEFAULT_INPUTS) -> list[dict]:
         row = _row("fashion-mnist", (28, 28), counts, 0, f"Fashion-MNIST IDX files in {where}")
         rows.append({**row, "inputs": describe_inputs(inputs)})
     except BenchError:
-        rows.append(
-            {
-                "name": "fashion-mnist",
-                "image_size": None,
-                "classes": None,
-                "images": None,
-                "counts": None,
-                "balance": None,
-                "source": "not installed: apt-get install dataset-fashion-mnist",
-                "inputs": None,
-            }
-        )
-    return rows
+        rows.append(_missing_row("fashion-mnist", "not installed: apt-get install dataset-fashion-mnist"))
+    return rows + elpv_rows(inputs)

@@ -10,8 +10,10 @@ memory have no fingerprint.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from stat import S_ISLNK
 
 FileLister = Callable[..., Iterable[Path] | None]
 _SOURCE_FILES: dict[str, FileLister] = {}
@@ -34,10 +36,23 @@ def files_fingerprint(paths: Iterable[Path]) -> str:
     the files does not. Stat-only, so it costs microseconds per file, not a pass over the data.
     """
     digest = hashlib.sha256()
-    for path in sorted(Path(p).resolve() for p in paths):
-        stat = path.stat()
+    parents: dict[Path, Path] = {}
+    stats = [_resolved_stat(Path(p), parents) for p in paths]
+    for path, stat in sorted(stats, key=lambda item: item[0]):
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def _resolved_stat(path: Path, parents: dict[Path, Path]) -> tuple[Path, os.stat_result]:
+    """``path.resolve()`` and its stat, resolving each folder once: resolving thousands of files
+    one by one walks every component of every path (a third of a second for ELPV's 2,626)."""
+    stat = os.lstat(path)
+    if S_ISLNK(stat.st_mode) or path.name in ("", ".", ".."):
+        return path.resolve(), path.stat()
+    parent = parents.get(path.parent)
+    if parent is None:
+        parent = parents[path.parent] = path.parent.resolve()
+    return parent / path.name, stat
 
 
 def _hf_files(spec: str) -> list[Path] | None:

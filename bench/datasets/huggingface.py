@@ -7,11 +7,19 @@ is never run). Images may be PIL images or arrays (2-D, 3-D with channels, or fl
 ``image_shape``); RGB is converted to grayscale, integers are scaled to [0, 1]. Labels may be
 integers, a ClassLabel (its names become the codes) or strings; codes are sorted numerically
 when all are numbers.
+
+A local source is decoded once per machine and options: its images, labels and codes go to the
+disk cache (``bench.datasets.disk_cache``), keyed by its files' fingerprint, so a later load in
+any process skips ``datasets`` altogether; while ``datasets`` reads a local source, its progress
+bars and info logging are off. Hub names are left to the ``datasets`` library's own cache.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +27,8 @@ import numpy as np
 import torch
 
 from bench.core.errors import BenchError
+from bench.datasets.disk_cache import cached_arrays, pack_images, unpack_images
+from bench.datasets.fingerprint import source_fingerprint
 from bench.datasets.image_set import ImageSet
 from bench.datasets.split import choose_good
 from bench.datasets.validate import check_image_set
@@ -56,24 +66,42 @@ def load_hf(
         BenchError: missing path, unknown column (the message lists the existing ones), images of
             mixed sizes or channels, NaN/inf pixels, a single class, an unknown good class.
     """
-    table = _open(spec, split=split, cache_dir=cache_dir)
-    columns = list(table.column_names)
-    if label_column not in columns:
-        _check_folder_classes(spec)
-    for role, column in (("image", image_column), ("label", label_column)):
-        if column not in columns:
-            raise BenchError(
-                f"hf:{spec} has no {role} column {column!r}; columns are {', '.join(columns)} "
-                f"(pass {role}_column=...)"
-            )
-    if len(table) == 0:
-        raise BenchError(f"hf:{spec} has no rows; check the path or the split")
-    images = _images(table, image_column, spec, _parse_shape(image_shape, spec))
-    labels, classes = _labels(table, label_column, spec)
+    shape = _parse_shape(image_shape, spec)
+    path = Path(spec).expanduser()
+    if looks_like_path(spec) and not path.exists():
+        raise BenchError(f"hf:{spec}: no such file or directory; check the path")
+
+    def decode() -> dict[str, np.ndarray]:
+        table = _open(spec, split=split, cache_dir=cache_dir)
+        columns = list(table.column_names)
+        if label_column not in columns:
+            _check_folder_classes(spec)
+        for role, column in (("image", image_column), ("label", label_column)):
+            if column not in columns:
+                raise BenchError(
+                    f"hf:{spec} has no {role} column {column!r}; columns are {', '.join(columns)} "
+                    f"(pass {role}_column=...)"
+                )
+        if len(table) == 0:
+            raise BenchError(f"hf:{spec} has no rows; check the path or the split")
+        images = _images(table, image_column, spec, shape)
+        labels, classes = _labels(table, label_column, spec)
+        return {"images": pack_images(images.numpy()), "labels": labels.numpy(), "classes": np.array(classes)}
+
+    # A local source is decoded once per machine and options (its fingerprint keys the entry); a
+    # hub name has no fingerprint, and the datasets library keeps its own cache of it.
+    identity = {
+        "path": str(path.resolve()) if looks_like_path(spec) else spec,
+        "image_column": image_column,
+        "label_column": label_column,
+        "image_shape": list(shape) if shape else None,
+        "split": split,
+    }
+    arrays = cached_arrays("hf", identity, source_fingerprint(f"hf:{spec}"), decode)
     data = ImageSet(
-        images=images,
-        labels=labels,
-        classes=classes,
+        images=unpack_images(arrays["images"]),
+        labels=torch.from_numpy(arrays["labels"].astype(np.int64, copy=False)),
+        classes=tuple(str(c) for c in arrays["classes"].tolist()),
         good_index=None,
         name=f"hf:{spec}",
         source=f"Hugging Face datasets: {spec}",
@@ -113,23 +141,9 @@ def _open(spec: str, split: str | None, cache_dir: str | None) -> Any:
 
     path = Path(spec).expanduser()
     try:
-        if looks_like_path(spec):
-            if not path.exists():
-                raise BenchError(f"hf:{spec}: no such file or directory; check the path")
-            if path.is_file():
-                if path.suffix != ".parquet":
-                    raise BenchError(
-                        f"hf:{spec} is a file but not .parquet; pass a directory or a .parquet file"
-                    )
-                loaded = datasets.load_dataset("parquet", data_files=str(path), cache_dir=cache_dir)
-            elif (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-                loaded = datasets.load_from_disk(str(path))
-            elif parquet := sorted(str(p) for p in path.rglob("*.parquet")):
-                loaded = datasets.load_dataset("parquet", data_files=parquet, cache_dir=cache_dir)
-            else:
-                loaded = datasets.load_dataset("imagefolder", data_dir=str(path), cache_dir=cache_dir)
-        else:
-            loaded = datasets.load_dataset(spec, cache_dir=cache_dir)
+        # A local source is converted, not downloaded: no progress bars or info lines for it.
+        with _quiet_datasets(looks_like_path(spec)):
+            loaded = _load(datasets, spec, path, cache_dir)
     except BenchError:
         raise
     except Exception as exc:  # datasets raises many types; the user needs the reason, in one line
@@ -151,6 +165,46 @@ def _open(spec: str, split: str | None, cache_dir: str | None) -> Any:
                 f"hf:{spec}: splits {names} cannot be joined ({reason}); pass split=..."
             ) from None
     return loaded
+
+
+@contextmanager
+def _quiet_datasets(quiet: bool) -> Iterator[None]:
+    """Silence the datasets library's progress bars and its logging (errors aside) while the body
+    runs; both are restored after."""
+    if not quiet:
+        yield
+        return
+    import datasets
+
+    bars_off, verbosity = datasets.are_progress_bars_disabled(), datasets.logging.get_verbosity()
+    with warnings.catch_warnings():
+        # HF_DATASETS_DISABLE_PROGRESS_BARS=0 keeps them on, with a warning: that user wants them.
+        warnings.simplefilter("ignore")
+        datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+        if not bars_off:
+            datasets.enable_progress_bars()
+
+
+def _load(datasets: Any, spec: str, path: Path, cache_dir: str | None) -> Any:
+    """What ``datasets`` loads for ``spec``: a Dataset or a DatasetDict."""
+    if not looks_like_path(spec):
+        return datasets.load_dataset(spec, cache_dir=cache_dir)
+    if not path.exists():
+        raise BenchError(f"hf:{spec}: no such file or directory; check the path")
+    if path.is_file():
+        if path.suffix != ".parquet":
+            raise BenchError(f"hf:{spec} is a file but not .parquet; pass a directory or a .parquet file")
+        return datasets.load_dataset("parquet", data_files=str(path), cache_dir=cache_dir)
+    if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+        return datasets.load_from_disk(str(path))
+    if parquet := sorted(str(p) for p in path.rglob("*.parquet")):
+        return datasets.load_dataset("parquet", data_files=parquet, cache_dir=cache_dir)
+    return datasets.load_dataset("imagefolder", data_dir=str(path), cache_dir=cache_dir)
 
 
 def _parse_shape(image_shape: tuple[int, int] | str | None, spec: str) -> tuple[int, int] | None:

@@ -54,7 +54,9 @@ def check_image_set(ds: ImageSet) -> ImageSet:
         )
     if ds.good_index is not None and not 0 <= ds.good_index < c:
         raise BenchError(f"{where}: good_index {ds.good_index} is not a class index (0..{c - 1})")
-    if not bool(torch.isfinite(images).all()):
+    # The sum is finite whenever every pixel is (bar overflow, which the full check then clears),
+    # and it is several times faster than a per-pixel isfinite on this torch build.
+    if not bool(torch.isfinite(images.sum())) and not bool(torch.isfinite(images).all()):
         bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
         raise BenchError(f"{where}: {bad} image(s) contain NaN or inf pixels; clean or drop them")
     return ds
