@@ -178,8 +178,9 @@ class MeanAnchorTriplet(EmbeddingMethod):
 
     @classmethod
     def search_space(cls) -> dict[str, BaseDistribution]:
-        """The learning rate and the margin (log-uniform; squared distances of unit vectors lie
-        in [0, 4]; the default 0.2 lies inside)."""
+        """The learning rate and the margin (log-uniform, 0.005 to 2; squared distances of unit
+        vectors lie in [0, 4]; the default 0.2 lies inside; the inspection tuning's best, 0.81,
+        sat near the older ceiling of 1)."""
         from optuna.distributions import FloatDistribution
 
-        return {**super().search_space(), "margin": FloatDistribution(0.02, 1.0, log=True)}
+        return {**super().search_space(), "margin": FloatDistribution(0.005, 2.0, log=True)}

@@ -112,12 +112,14 @@ class MinedTriplet(EmbeddingMethod):
 
     @classmethod
     def search_space(cls) -> dict[str, BaseDistribution]:
-        """The learning rate, the margin (log-uniform, default 0.2 inside) and the miner, i.e.
-        which triplets train: semi-hard, hard, all active, or the batch-hard one per anchor."""
+        """The learning rate, the margin (log-uniform, 0.005 to 2, default 0.2 inside; the older
+        range 0.02 to 1 held the committed tunings' best at both edges: 0.92 on the inspection set,
+        0.021 on digits) and the miner, i.e. which triplets train: semi-hard, hard, all active, or
+        the batch-hard one per anchor."""
         from optuna.distributions import CategoricalDistribution, FloatDistribution
 
         return {
             **super().search_space(),
-            "margin": FloatDistribution(0.02, 1.0, log=True),
+            "margin": FloatDistribution(0.005, 2.0, log=True),
             "miner": CategoricalDistribution(MINERS),
         }

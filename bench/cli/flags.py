@@ -73,6 +73,12 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         help="input standardization, statistics from the training split only: pixel (default; per-pixel "
         "mean and std), global (one mean and std) or raw (pixels as loaded)",
     )
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        help="chooses the test images, the same for every seed (default 0); the seeds choose the "
+        "validation images among the others, the training draws and the initialisation",
+    )
     parser.add_argument("--steps", type=int, help=f"optimizer steps (default {Budget.steps})")
     parser.add_argument(
         "--batch-images", type=int, help=f"nominal images per step (default {Budget.batch_images})"

@@ -13,11 +13,12 @@ from typing import Any
 
 from rich.console import Console
 
+from bench.cli import dry_run, params_from
 from bench.cli.flags import QUICK_BUDGET, QUICK_DATASET_OPTIONS, QUICK_SEEDS, check_execution
 from bench.core.errors import BenchError, unknown_name
 from bench.datasets.image_set import ImageSet
 from bench.grid.adaptive import SeedTarget
-from bench.grid.config import GridConfig, load_grid_toml
+from bench.grid.config import GridConfig, load_grid_toml, load_written_grid
 from bench.grid.executors import ExecutorOptions
 from bench.grid.run_dir import CONFIG_FILE
 from bench.sampling.budget import Budget
@@ -43,9 +44,13 @@ def grid_from_args(
     if args.config:
         kw = load_grid_toml(Path(args.config))
     elif from_dir and (Path(args.out) / CONFIG_FILE).exists():
-        kw = load_grid_toml(Path(args.out) / CONFIG_FILE)  # --resume --out DIR continues DIR's own grid
+        kw = load_written_grid(Path(args.out) / CONFIG_FILE)  # --resume --out DIR continues DIR's own grid
     if not isinstance(kw.get("dataset_options", {}), dict):
         raise BenchError("dataset_options must be a table")
+    tuned = None
+    if getattr(args, "params_from", None):
+        tuned = params_from.tuned_grid(Path(args.params_from))
+        kw = params_from.inherit(kw, tuned)
     if args.all:
         kw["methods"] = tuple(list_methods())
         kw.setdefault("schemes", default_schemes)
@@ -60,8 +65,8 @@ def grid_from_args(
             )
         raise BenchError("nothing to run: pass --all, or --method NAME (see: python -m bench list methods)")
     kw.setdefault("schemes", default_schemes)
-    if getattr(args, "params_from", None):
-        kw = _with_tuned_params(kw, Path(args.params_from))
+    if tuned is not None:
+        kw = params_from.with_tuned_params(kw, tuned, Path(args.params_from))
     target = _seed_target(args, kw.get("seed_target"))
     kw["seed_target"] = target
     if getattr(args, "seed", None):
@@ -84,12 +89,13 @@ def grid_from_args(
         ("cost_escape", "cost_escape"),
         ("cost_overkill", "cost_overkill"),
         ("good_share", "good_share"),
+        ("split_seed", "split_seed"),
     ):
         if getattr(args, flag) is not None:
             kw[key] = getattr(args, flag)
     dataset = kw.get("dataset", "inspection")
     options = dict(kw.get("dataset_options", {}))
-    if args.quick:
+    if args.quick and tuned is None:  # with --params-from, the tuning says which data
         options = {**QUICK_DATASET_OPTIONS.get(dataset, {}), **options}
     for flag, key in (("data_dir", "data_dir"), ("good", "good"), ("good_per_defect", "good_per_defect")):
         if getattr(args, flag) is not None:
@@ -99,8 +105,8 @@ def grid_from_args(
     changes = {"steps": args.steps, "batch_images": args.batch_images, "lr": args.lr}
     kw["budget"] = replace(budget, **{k: v for k, v in changes.items() if v is not None})
     grid = GridConfig(**kw)
-    if getattr(args, "params_from", None):
-        _check_tuned_for(grid, Path(args.params_from))
+    if tuned is not None:
+        params_from.check_tuned_for(grid, tuned, Path(args.params_from))
     for name in grid.methods:
         get_method_class(name)
     for name in grid.schemes:
@@ -137,46 +143,6 @@ def _check_method_params(grid: GridConfig) -> None:
         create_method(name, trunk=grid.trunk, **params).check_params()
 
 
-def _with_tuned_params(kw: dict[str, Any], tune_dir: Path) -> dict[str, Any]:
-    """``kw`` with the tuned parameters of ``tune_dir/tuned.toml`` merged over ``method_params``
-    (tuned values win) and their ``params_source``, for the methods of ``kw`` that were tuned."""
-    from bench.tune.outputs import TUNED_FILE
-
-    if not (tune_dir / TUNED_FILE).is_file():
-        raise BenchError(
-            f"--params-from {tune_dir}: no {TUNED_FILE} there (run `bench tune --out {tune_dir}` first)"
-        )
-    tuned = load_grid_toml(tune_dir / TUNED_FILE)
-    params = {m: dict(p) for m, p in kw.get("method_params", {}).items()}
-    sources = dict(kw.get("params_source", {}))
-    for method in kw["methods"]:
-        if method in tuned.get("method_params", {}):
-            params[method] = {**params.get(method, {}), **tuned["method_params"][method]}
-            sources[method] = tuned.get("params_source", {}).get(method, f"tuned in {tune_dir}")
-    return {**kw, "method_params": params, "params_source": sources}
-
-
-def _check_tuned_for(grid: GridConfig, tune_dir: Path) -> None:
-    """BenchError unless ``grid`` trains on what ``tune_dir`` was tuned for: the same data,
-    trunk and shared budget (steps, images per step, embedding size, checkpointing)."""
-    from bench.tune.outputs import TUNED_FILE
-
-    tuned = GridConfig(**load_grid_toml(tune_dir / TUNED_FILE))
-    shared = ("steps", "batch_images", "embedding_size", "eval_every")
-    pairs = {
-        "dataset": (tuned.dataset, grid.dataset),
-        "dataset_options": (tuned.dataset_options, grid.dataset_options),
-        "trunk": (tuned.trunk, grid.trunk),
-        **{f"budget {k}": (getattr(tuned.budget, k), getattr(grid.budget, k)) for k in shared},
-    }
-    for name, (then, now) in pairs.items():
-        if then != now:
-            raise BenchError(
-                f"--params-from {tune_dir}: tuned with {name} {then!r}, this run has {now!r}; "
-                "tuned parameters hold for the data and budget they were tuned on"
-            )
-
-
 def _seed_target(args: argparse.Namespace, from_file: SeedTarget | None) -> SeedTarget | None:
     """The seed target from the flags over the config file's ``[seed_target]``; None without one."""
     flags = {
@@ -207,7 +173,7 @@ def check_data(grid: GridConfig) -> ImageSet:
     from bench.grid.runner import prepare_data
     from bench.sampling.schemes import make_plan
 
-    train = prepare_data(grid.dataset, dict(grid.dataset_options), grid.seeds[0]).train
+    train = prepare_data(grid.dataset, dict(grid.dataset_options), grid.seeds[0], grid.split_seed).train
     for scheme in grid.schemes:
         make_plan(
             scheme,
@@ -246,7 +212,9 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         if args.out and Path(args.out).is_dir():
             _check_run_dir(Path(args.out), grid, args)  # what the run would refuse, refused now
+        lines = dry_run.data_lines(grid)  # the data loads, splits and fits every scheme
         print(grid.to_toml(), end="")
+        print("\n".join(lines))
         if grid.seed_target is None:
             print(f"# {len(grid.cells())} cell(s)")
         else:
@@ -273,6 +241,8 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
             _check_run_dir(run_dir, grid, args)
         note, warn = good_class_note(check_data(grid), grid.dataset_options.get("good"))
         err(f"warning: {note}" if warn else note)
+        if grid.split_seed is None:
+            err(f"note: {OLDER_PROTOCOL}")
         locks.append(held.enter_context(RunLock(run_dir)))
         _check_run_dir(run_dir, grid, args)  # again: the directory may have appeared meanwhile
         for lock in locks:
@@ -302,6 +272,13 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         )
         return 1
     return 0
+
+
+#: What a run of the older protocol (an old run directory, a tuning made under it) is told.
+OLDER_PROTOCOL = (
+    "this grid's test split varies with the seed (the older protocol, kept so its cells stay the"
+    " cells they were); a new grid fixes it with --split-seed (default 0)"
+)
 
 
 def err(line: str) -> None:

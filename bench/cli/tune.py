@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from bench.cli.flags import add_execution_arguments, add_grid_arguments, check_execution
 from bench.cli.run import check_data, grid_from_args
 from bench.cli.tables import print_table
+from bench.grid.config import GridConfig
 from bench.grid.executors import ExecutorOptions
 from bench.tune.config import OBJECTIVES, TUNE_SCHEMES, TuneConfig, tune_seeds
 
@@ -45,6 +47,10 @@ def tune_command(args: argparse.Namespace, console: Console) -> int:
 
     grid = grid_from_args(args, default_schemes=TUNE_SCHEMES)
     check_execution(args)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or f"results/tune-{grid.dataset.replace(':', '_').replace('/', '_')}-{stamp}")
+    if args.resume:
+        grid = _as_stored(grid, out, args, console)
     config = TuneConfig(
         grid=grid,
         trials=args.trials,
@@ -53,8 +59,6 @@ def tune_command(args: argparse.Namespace, console: Console) -> int:
         sampler_seed=args.sampler_seed,
     )
     check_data(grid)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out or f"results/tune-{grid.dataset.replace(':', '_').replace('/', '_')}-{stamp}")
     options = ExecutorOptions(
         kind=args.executor or ("dask" if args.address else "process" if args.jobs > 1 else "local"),
         device=args.device,
@@ -85,9 +89,23 @@ def tune_command(args: argparse.Namespace, console: Console) -> int:
     return 1 if failed else 0
 
 
+def _as_stored(grid: GridConfig, out: Path, args: argparse.Namespace, console: Console) -> GridConfig:
+    """``grid`` as the tuning in ``out`` was made, where it was made before a grid field existed
+    and the command does not set that field: a study of per-seed test splits resumes as one."""
+    from bench.tune.study import STUDY_FILE, stored_grid_settings
+
+    settings = stored_grid_settings(out / STUDY_FILE)
+    if settings is None or "split_seed" in settings or args.split_seed is not None:
+        return grid
+    console.print(
+        f"note: {out} was tuned under per-seed test splits (the older protocol); resuming it as such"
+    )
+    return replace(grid, split_seed=None)
+
+
 def _write_outputs(out: Path, config: TuneConfig, console: Console) -> int:
     """Write tuning.md, tuned.toml and the plots; return how many trials failed."""
-    from bench.tune.outputs import summarize, write_report, write_tuned
+    from bench.tune.outputs import edge_lines, summarize, write_report, write_tuned
     from bench.tune.plots import write_plots
     from bench.tune.study import STUDY_FILE, open_storage
 
@@ -112,6 +130,8 @@ def _write_outputs(out: Path, config: TuneConfig, console: Console) -> int:
         for s in summaries
     ]
     print_table(console, f"tuning ({config.describe()})", columns, rows)
+    for line in edge_lines(summaries):
+        console.print(f"[yellow]{line}[/yellow]" if line.startswith("warning") else line, highlight=False)
     console.print(
         f"report: {report}" + (f"\ntuned:  {tuned}" if tuned else "\nno complete trial yet: no tuned.toml")
     )

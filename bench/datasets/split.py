@@ -38,20 +38,32 @@ def split_counts(
 
 
 def split_dataset(
-    data: ImageSet, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.25
+    data: ImageSet,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.25,
+    split_seed: int | None = None,
 ) -> Splits:
     """Split ``data`` into stratified train / val / test image sets.
 
     The split is of image positions, so no image can appear in two splits (each keeps its
     ``index`` into ``data``). Every class gets at least one image in each split, and the
     number per class and split is fixed by the class counts (see :func:`split_counts`); the
-    seed only chooses which images.
+    seeds only choose which images.
+
+    ``split_seed`` chooses the test images and ``seed`` the validation images among the others,
+    so every seed of one split seed is tested on the same images and validates (or tunes) on
+    images that are never among them. ``split_seed=None`` is the older protocol, where the seed
+    chose all three splits (the same as ``split_seed=seed``: a seed equal to its split seed
+    gives exactly the older split).
 
     Args:
         data: the full dataset.
-        seed: chooses the images of each split.
-        val_fraction: share of each class for validation (checkpoint selection).
+        seed: chooses the validation images among the non-test ones (and, with ``split_seed``
+            None, the test images too).
+        val_fraction: share of each class for validation (checkpoint selection, tuning).
         test_fraction: share of each class for the final test.
+        split_seed: chooses the test images; None: the seed does.
 
     Raises:
         BenchError: a class too small for the split (named, with its count), or fractions out
@@ -73,20 +85,33 @@ def split_dataset(
     _, n_val, n_test = split_counts(counts, val_fraction, test_fraction)
 
     # Vectorized stratification: shuffle, stable-sort by class, rank each image inside its class;
-    # the first n_test ranks of a class go to test, the next n_val to val, the rest to train.
+    # the first n_test ranks of the split seed's order go to test; among the other images, the
+    # first n_val ranks of the seed's order go to val, the rest to train.
+    test_order, test_rank = _class_ranks(data, counts, seed if split_seed is None else split_seed)
+    is_test = torch.zeros(len(data), dtype=torch.bool)
+    is_test[test_order[test_rank < n_test[data.labels[test_order]]]] = True
+    order, _ = _class_ranks(data, counts, seed)
+    rest = order[~is_test[order]]  # still grouped by class, in the seed's order
+    rest_counts = counts - n_test
+    rest_labels = data.labels[rest]
+    rank = torch.arange(len(rest)) - (torch.cumsum(rest_counts, 0) - rest_counts)[rest_labels]
+    is_val = rank < n_val[rest_labels]
+    pick = lambda index: torch.sort(index).values  # noqa: E731  (keep dataset order)
+    return Splits(
+        train=data.subset(pick(rest[~is_val])),
+        val=data.subset(pick(rest[is_val])),
+        test=data.subset(pick(torch.nonzero(is_test).flatten())),
+    )
+
+
+def _class_ranks(data: ImageSet, counts: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image positions shuffled by ``seed`` and grouped by class (stable), and each one's rank
+    inside its class."""
     g = torch.Generator().manual_seed(int(seed))
     shuffled = torch.randperm(len(data), generator=g)
     order = shuffled[torch.sort(data.labels[shuffled], stable=True).indices]
-    sorted_labels = data.labels[order]
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(len(data)) - starts[sorted_labels]
-    is_test = rank < n_test[sorted_labels]
-    is_val = ~is_test & (rank < (n_test + n_val)[sorted_labels])
-    is_train = ~(is_test | is_val)
-    pick = lambda mask: torch.sort(order[mask]).values  # noqa: E731  (keep dataset order)
-    return Splits(
-        train=data.subset(pick(is_train)), val=data.subset(pick(is_val)), test=data.subset(pick(is_test))
-    )
+    rank = torch.arange(len(data)) - (torch.cumsum(counts, 0) - counts)[data.labels[order]]
+    return order, rank
 
 
 #: Codes taken as the good class when none is asked for (case-insensitive), in this order;

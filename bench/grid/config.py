@@ -15,6 +15,13 @@ from bench.datasets.standardize import DEFAULT_INPUTS, LEGACY_INPUTS, check_inpu
 from bench.grid.adaptive import SeedTarget
 from bench.sampling.budget import Budget, method_budget
 
+#: The split seed of new grids: every seed is tested on the same images.
+DEFAULT_SPLIT_SEED = 0
+#: What a grid file written by bench (a run directory's ``config.toml``, a ``tuned.toml``) means
+#: by a key it lacks: it was written before the key existed, so its records were made under the
+#: older defaults (raw pixels; each seed its own test split).
+WRITTEN_BEFORE = {"inputs": LEGACY_INPUTS, "split_seed": None}
+
 
 @dataclass(frozen=True)
 class CellConfig:
@@ -27,6 +34,11 @@ class CellConfig:
     ``inputs`` (how images are standardized) is in the hash except at its legacy value
     ``raw``: records made before it existed carry no ``inputs`` key, were made on raw pixels,
     and keep their hashes (``from_dict`` reads a missing key as ``raw``).
+
+    ``split_seed`` chooses the test images (``bench.datasets.split_dataset``); the seed chooses
+    the validation images among the others, the training draws and the initialisation. None is
+    the older protocol, where the seed chose the test images too: records made before the field
+    existed carry no ``split_seed`` key and keep their hashes (``from_dict`` reads it as None).
     """
 
     dataset: str
@@ -43,6 +55,7 @@ class CellConfig:
     cost_overkill: float = 1.0
     good_share: float | None = None
     inputs: str = DEFAULT_INPUTS
+    split_seed: int | None = DEFAULT_SPLIT_SEED
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -54,6 +67,7 @@ class CellConfig:
     def from_dict(cls, data: dict[str, Any]) -> CellConfig:
         data = dict(data)
         data.setdefault("inputs", LEGACY_INPUTS)
+        data.setdefault("split_seed", None)
         data["budget"] = Budget(**data.get("budget", {}))
         for key in ("params", "dataset_options", "scheme_options"):
             data[key] = _frozen_items(data.get(key) or {})
@@ -65,12 +79,19 @@ class CellConfig:
         identity = self.to_dict()
         if identity["inputs"] == LEGACY_INPUTS:
             del identity["inputs"]
+        if identity["split_seed"] is None:
+            del identity["split_seed"]
         return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
 
     @property
     def params_dict(self) -> dict[str, Any]:
         """The method parameters as a dict (``lr`` included when the method has its own)."""
         return dict(self.params)
+
+    @property
+    def test_split_seed(self) -> int:
+        """The seed that chooses the cell's test images (its own seed under the older protocol)."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @property
     def label(self) -> str:
@@ -99,6 +120,8 @@ class GridConfig:
     cost_overkill: float = 1.0
     good_share: float | None = None
     inputs: str = DEFAULT_INPUTS
+    #: Chooses the test images of every cell (None: each seed its own, the older protocol).
+    split_seed: int | None = DEFAULT_SPLIT_SEED
     #: Where each method's parameters came from (e.g. a tuning directory); stamped on its
     #: records, not part of any cell's hash. Methods not named use their defaults and ``method_params``.
     params_source: dict[str, str] = field(default_factory=dict)
@@ -124,6 +147,11 @@ class GridConfig:
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise BenchError(f"{key} must be a name (got {getattr(self, key)!r})")
         check_inputs(self.inputs)
+        split = self.split_seed
+        if split is not None and (
+            isinstance(split, bool) or not isinstance(split, int) or not 0 <= split < 2**31
+        ):
+            raise BenchError(f"split_seed must be a whole number in [0, 2^31) (got {split!r})")
         for key in ("cost_escape", "cost_overkill"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
@@ -178,6 +206,7 @@ class GridConfig:
             cost_overkill=self.cost_overkill,
             good_share=self.good_share,
             inputs=self.inputs,
+            split_seed=self.split_seed,
         )
 
     def cells(self) -> list[CellConfig]:
@@ -194,6 +223,7 @@ class GridConfig:
             f"seeds = {_toml(list(self.seeds))}",
             f"trunk = {_toml(self.trunk)}",
             f"inputs = {_toml(self.inputs)}",
+            *([f"split_seed = {self.split_seed}"] if self.split_seed is not None else []),
             f"headline_rule = {_toml(self.headline_rule)}",
             f"cost_escape = {_toml(self.cost_escape)}",
             f"cost_overkill = {_toml(self.cost_overkill)}",
@@ -273,3 +303,11 @@ def load_grid_toml(path: Path) -> dict[str, Any]:
         if isinstance(out.get(key), list):
             out[key] = tuple(out[key])
     return out
+
+
+def load_written_grid(path: Path) -> dict[str, Any]:
+    """``load_grid_toml`` for a grid file bench wrote (a run directory's ``config.toml``, a
+    tuning's ``tuned.toml``): a key it lacks means what it meant when the file was written
+    (``WRITTEN_BEFORE``), so an old directory reads as the grid its records were made with.
+    The one place that converts older grid files; a user's ``--config`` file gets today's defaults."""
+    return {**WRITTEN_BEFORE, **load_grid_toml(path)}

@@ -12,13 +12,14 @@ from pathlib import Path
 
 from bench.core.atomic import write_text_atomic
 from bench.core.errors import BenchError
-from bench.grid.config import GridConfig, load_grid_toml
+from bench.grid.config import GridConfig, load_written_grid
 
 CONFIG_FILE = "config.toml"
 
 
 def stored_grid(run_dir: Path) -> GridConfig | None:
-    """The grid ``run_dir/config.toml`` holds, or None when there is none.
+    """The grid ``run_dir/config.toml`` holds, or None when there is none. A file written before
+    a grid field existed reads as the grid its records were made with (``load_written_grid``).
 
     Raises:
         BenchError: the file exists but does not describe a grid.
@@ -26,7 +27,7 @@ def stored_grid(run_dir: Path) -> GridConfig | None:
     path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
         return None
-    return GridConfig(**load_grid_toml(path))
+    return GridConfig(**load_written_grid(path))
 
 
 def grid_changes(stored: GridConfig, grid: GridConfig) -> list[str]:

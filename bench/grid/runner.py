@@ -33,17 +33,19 @@ from bench.sampling.schemes import make_plan
 StepCallback = Callable[[int, int], None]
 
 
-def prepare_data(dataset: str, options: dict[str, Any], seed: int) -> Splits:
-    """The split for ``seed`` of ``dataset``, as new tensors on every call: the loaded dataset is
-    cached per process (bounded, keyed by its files' fingerprint: ``bench.grid.data_cache``),
-    and nothing a cell does to its split can reach that cache."""
-    return split_dataset(cached_dataset(dataset, options), seed=seed)
+def prepare_data(dataset: str, options: dict[str, Any], seed: int, split_seed: int | None = None) -> Splits:
+    """The split of ``dataset`` for ``seed`` (its test images chosen by ``split_seed``; None: by
+    ``seed``, the older protocol), as new tensors on every call: the loaded dataset is cached per
+    process (bounded, keyed by its files' fingerprint: ``bench.grid.data_cache``), and nothing a
+    cell does to its split can reach that cache."""
+    return split_dataset(cached_dataset(dataset, options), seed=seed, split_seed=split_seed)
 
 
 def prepare_inputs(cell: CellConfig) -> tuple[Splits, InputStats | None]:
     """The cell's split with its inputs standardized as ``cell.inputs`` says, for every method
     alike, by statistics of the training split only (None for ``raw``)."""
-    return standardize_splits(prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed), cell.inputs)
+    splits = prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed, cell.split_seed)
+    return standardize_splits(splits, cell.inputs)
 
 
 def cell_plan(cell: CellConfig, train: ImageSet) -> BalancePlan:

@@ -24,8 +24,9 @@ REFERENCE_SCHEME = "good-x5"
 #: each field that enters a cell's hash either separates cells in the report or labels them.
 CELL_FIELDS = ("method", "params", "scheme", "scheme_options", "seed")
 #: What a study reads for a config field a record lacks: records made before ``inputs`` existed
-#: were made on raw pixels, so they share a study with new ``raw`` records.
-STUDY_DEFAULTS = {"inputs": "raw"}
+#: were made on raw pixels, so they share a study with new ``raw`` records; records made before
+#: ``split_seed`` existed drew a test split per seed (None), as cells of such a grid still do.
+STUDY_DEFAULTS = {"inputs": "raw", "split_seed": None}
 
 
 # --------------------------------------------------------------------------- records

@@ -40,6 +40,7 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
         f"- **Trunk:** `{cfg.get('trunk')}`; **budget:** "
         + ", ".join(f"{k} {budget[k]}" for k in sorted(budget)),
         f"- **Seeds:** {', '.join(str(s) for s in seeds)} ({len(seeds)})",
+        split_line(records),
         f"- **Headline rule:** `{cfg.get('headline_rule', 'knn5')}`; **costs:** escape {cfg.get('cost_escape')},"
         f" overkill {cfg.get('cost_overkill')}; **production good share:** "
         + ("the test mix" if share is None else f"{share}"),
@@ -102,6 +103,24 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
     if envs:
         out += ["**Environment:**", "", table([{k: str(v) for k, v in json.loads(e).items()} for e in envs])]
     return out
+
+
+def split_line(records: Sequence[dict]) -> str:
+    """Which images the study tests on, and so what its intervals over seeds cover."""
+    split = next(
+        (r["config"]["split_seed"] for r in records if r["config"].get("split_seed") is not None), None
+    )
+    if split is None:
+        return (
+            "- **Test split:** varied with the seed (older protocol): each seed drew its own train /"
+            " validation / test split, so the intervals over seeds also cover which images are tested,"
+            " and a tuning's validation images may be among the test images here"
+        )
+    return (
+        f"- **Test split:** fixed by split seed {split}: every seed is tested on the same images and"
+        " draws its validation images from the others, so the intervals over seeds cover the"
+        " validation draw, the training draws and the initialisation, not the choice of test images"
+    )
 
 
 def params_source_lines(records: Sequence[dict], cells: Cells) -> list[str]:

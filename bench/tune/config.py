@@ -99,7 +99,7 @@ class TuneConfig:
         for key in ("methods", "seeds", "method_params", "params_source"):
             grid.pop(key, None)
         grid["budget"].pop("lr", None)
-        return {
+        out = {
             "grid": grid,
             "method": method,
             "fixed_params": self.grid.method_params.get(method, {}),
@@ -107,10 +107,24 @@ class TuneConfig:
             "objective": self.objective,
             "sampler_seed": self.sampler_seed,
         }
+        if self.grid.split_seed is None:
+            # Studies made before split seeds existed (per-seed test splits) had neither the
+            # field nor a search space in their fingerprint: they resume as what they are.
+            del grid["split_seed"]
+        elif method:
+            out["search_space"] = search_space_text(method)
+        return out
 
     def fingerprint_hash(self, method: str) -> str:
         text = json.dumps(self.fingerprint(method), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def search_space_text(method: str) -> dict[str, str]:
+    """The method's search space as text (a study resumed under other ranges is another study)."""
+    from methods import get_method_class
+
+    return {name: repr(dist) for name, dist in get_method_class(method).search_space().items()}
 
 
 def tune_seeds(count: int) -> tuple[int, ...]:

@@ -14,6 +14,8 @@ from bench.core.atomic import write_text_atomic
 from bench.grid.config import GridConfig
 from bench.sampling.schemes import DEFAULT_SCHEMES
 from bench.tune.config import TuneConfig
+from bench.tune.ranges import RangeEdge, parameter_limits, range_edges
+from bench.tune.selection import is_default, tied_best
 from bench.tune.study import trial_counts
 
 TUNED_FILE = "tuned.toml"
@@ -34,10 +36,16 @@ class MethodSummary:
     default: FrozenTrial | None
     trials: list[FrozenTrial] = field(default_factory=list)
     importances: dict[str, float] = field(default_factory=dict)
+    #: Complete trials that share the best score (1: no tie); the tie rule picked ``best``.
+    tied: int = 0
+    #: The best trial's values at an edge of their range (``bench.tune.ranges``).
+    edges: list[RangeEdge] = field(default_factory=list)
 
 
 def summarize(storage: Any, config: TuneConfig) -> list[MethodSummary]:
     """A summary per method of ``config`` that has a study in ``storage``."""
+    from methods import get_method_class
+
     names = {s.study_name for s in storage.get_all_studies()}
     out = []
     for method in config.grid.methods:
@@ -46,8 +54,15 @@ def summarize(storage: Any, config: TuneConfig) -> list[MethodSummary]:
         study = optuna.load_study(study_name=method, storage=storage)
         trials = study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        best = study.best_trial if complete else None
-        default = next((t for t in trials if t.user_attrs.get("defaults")), None)
+        tied = tied_best(trials, config.direction)
+        best = tied[0] if tied else None
+        # A default trial interrupted by a kill is queued again: the one that completed counts.
+        defaults = [t for t in trials if is_default(t)]
+        default = next(
+            (t for t in defaults if t.state == TrialState.COMPLETE), defaults[-1] if defaults else None
+        )
+        fixed = frozenset(config.grid.method_params.get(method, {}))
+        edges = range_edges(best, parameter_limits(get_method_class(method)), fixed) if best else []
         importances: dict[str, float] = {}
         if len(complete) >= MIN_TRIALS_FOR_IMPORTANCE and len(complete[0].params) > 1:
             evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
@@ -65,6 +80,8 @@ def summarize(storage: Any, config: TuneConfig) -> list[MethodSummary]:
                 default=default if default is not None and default.state == TrialState.COMPLETE else None,
                 trials=list(trials),
                 importances=importances,
+                tied=len(tied),
+                edges=edges,
             )
         )
     return out
@@ -97,6 +114,22 @@ def tuned_grid(out: Path, config: TuneConfig, summaries: list[MethodSummary]) ->
     )
 
 
+def next_commands(out: Path, config: TuneConfig, summaries: list[MethodSummary]) -> list[str]:
+    """The commands that run the tuned methods next, exactly as ``tuning.md`` and ``tuned.toml``
+    print them: ``--params-from`` takes the data, inputs, trunk, budget, split seed, headline rule
+    and costs from the tuning, so each runs as printed from the directory the tuning ran in."""
+    from methods import list_methods
+
+    tuned = [s.method for s in summaries if s.best is not None]
+    if not tuned:
+        return []
+    which = "--all" if set(tuned) == set(list_methods()) else " ".join(f"--method {m}" for m in tuned)
+    commands = [f"python -m bench run {which} --params-from {out} --seeds 5"]
+    if config.grid.split_seed is not None:  # a file without split_seed reads as today's default
+        commands.append(f"python -m bench run --config {out / TUNED_FILE}")
+    return commands
+
+
 def write_tuned(out: Path, config: TuneConfig, summaries: list[MethodSummary]) -> Path | None:
     """Write ``out/tuned.toml``; None when there is nothing tuned yet."""
     grid = tuned_grid(out, config, summaries)
@@ -105,10 +138,45 @@ def write_tuned(out: Path, config: TuneConfig, summaries: list[MethodSummary]) -
     header = (
         f"# Best parameters per method from `bench tune` into {out} ({config.describe()};\n"
         f"# tuned under scheme(s) {', '.join(config.grid.schemes)}, seeds {', '.join(map(str, config.seeds))}).\n"
-        f"# Run them: python -m bench run --config {out / TUNED_FILE}   (or: --params-from {out})\n"
-        "# A method's `lr` is its own learning rate; the rest of [budget] is shared.\n\n"
+        + "".join(f"# Run them: {command}\n" for command in next_commands(out, config, summaries))
+        + "# A method's `lr` is its own learning rate; the rest of [budget] is shared.\n\n"
     )
     return write_text_atomic(out / TUNED_FILE, header + grid.to_toml())
+
+
+def split_text(config: TuneConfig) -> str:
+    """Which images a tuning scores, against which test images."""
+    split = config.grid.split_seed
+    if split is None:
+        return (
+            "- **Test split:** varied with the seed (older protocol): every tuning seed drew its own"
+            " train / validation / test split, so some validation images scored here are test images"
+            " of final seeds; tune again for a fixed test split"
+        )
+    return (
+        f"- **Test split:** fixed by split seed {split}: the tuning seeds draw their validation images"
+        " from the other images only, so no test image of a final run with this split seed is ever"
+        " scored here"
+    )
+
+
+def trials_text(config: TuneConfig, summaries: list[MethodSummary]) -> str:
+    """The trials each method actually has: one number when they are equal."""
+    counted = {s.method: s.counts["counted"] for s in summaries}
+    if len(set(counted.values())) <= 1:
+        each = next(iter(counted.values()), 0)
+        return f"{each} trials each" + (f" (of --trials {config.trials})" if each != config.trials else "")
+    return (
+        ", ".join(f"{m} {n}" for m, n in counted.items())
+        + f" trials: not yet equal (of --trials {config.trials}; resume to finish)"
+    )
+
+
+def edge_lines(summaries: list[MethodSummary]) -> list[str]:
+    """One line per best value at an edge of its range, flagged first (``bench.tune.ranges``)."""
+    edges = [(s.method, e) for s in summaries for e in s.edges]
+    edges.sort(key=lambda item: item[1].own_limit)
+    return [f"{'note' if e.own_limit else 'warning'}: {method}: {e.text()}" for method, e in edges]
 
 
 def _num(value: Any) -> str:
@@ -140,31 +208,39 @@ def render(
         f"Generated from `{out / 'study.journal'}` by `bench tune`. Every trial trains on the training"
         " split and is scored on the validation split only; the test split is never embedded or scored.",
         "",
-        f"- **Dataset:** `{grid.dataset}`; **trunk:** `{grid.trunk}`; **shared budget:** "
-        + ", ".join(f"{k} {v}" for k, v in sorted(budget.items())),
+        f"- **Dataset:** `{grid.dataset}`; **trunk:** `{grid.trunk}`; **inputs:** `{grid.inputs}`;"
+        " **shared budget:** " + ", ".join(f"{k} {v}" for k, v in sorted(budget.items())),
+        split_text(config),
         f"- **Objective:** {config.describe()}; mean over {config.fits_per_trial} fit(s) per trial: "
         f"seeds {', '.join(map(str, config.seeds))} x scheme(s) {', '.join(grid.schemes)}",
-        f"- **Budget per method:** {config.trials} trials (trial 0: the defaults, lr {grid.budget.lr});"
-        f" TPE sampler (seed {config.sampler_seed}); median pruner on validation probes every"
-        f" {config.probe_every} steps, from step {config.warmup_steps} of the first fit on",
+        f"- **Trials per method:** {trials_text(config, summaries)} (trial 0: the defaults, lr"
+        f" {grid.budget.lr}); TPE sampler (seed {config.sampler_seed}); median pruner on validation"
+        f" probes every {config.probe_every} steps, from step {config.warmup_steps} of the first fit on",
+        "- **Best trial:** the best mean score; a tie goes to the default trial, then to the better"
+        " mean of the validation probes, then to the parameters first in canonical JSON (never to the"
+        " trial number, which depends on scheduling)",
         "",
         "## Trials and budget consumed",
         "",
-        "| method | complete | pruned | failed | interrupted | training steps | training s |"
+        "| method | trials | complete | pruned | failed | interrupted | training steps | training s |"
         " default score (per fit) | best score (per fit) | best trial |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for s in summaries:
         c = s.counts
+        best = "–" if s.best is None else f"{s.best.number}" + (f" ({s.tied} tied)" if s.tied > 1 else "")
         lines.append(
-            f"| {s.method} | {c['complete']} | {c['pruned']} | {c['failed']} | {c['interrupted']} | {s.steps:,}"
-            f" | {s.train_s:.0f} | {_scores(s.default)} | {_scores(s.best)} | {s.best.number if s.best else '–'} |"
+            f"| {s.method} | {c['counted']} | {c['complete']} | {c['pruned']} | {c['failed']} | {c['interrupted']}"
+            f" | {s.steps:,} | {s.train_s:.0f} | {_scores(s.default)} | {_scores(s.best)} | {best} |"
         )
     lines += ["", "## Best parameters", "", "| method | best | defaults |", "|---|---|---|"]
     for s in summaries:
         best = s.best.user_attrs.get("params", s.best.params) if s.best else {}
         default = s.default.params if s.default else {}
         lines.append(f"| {s.method} | {_params(best)} | {_params(default)} |")
+    edges = edge_lines(summaries)
+    lines += ["", "## Range edges", ""]
+    lines += [f"- {line}" for line in edges] or ["No best value lies within 5% of an edge of its range."]
     lines += ["", "## Parameter importances", ""]
     rows = [s for s in summaries if s.importances]
     if rows:
@@ -182,15 +258,11 @@ def render(
         lines.append(f"Not computed: fewer than {MIN_TRIALS_FOR_IMPORTANCE} complete trials per method.")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{title}]({path})" for title, path in plots]
-    lines += [
-        "",
-        "## Next",
-        "",
-        f"`python -m bench run --all --params-from {out} --seeds 5` (or `--config {out / TUNED_FILE}`) runs"
-        " the tuned methods on fresh seeds and reports on the test split.",
-        "",
-    ]
-    return "\n".join(lines)
+    commands = next_commands(out, config, summaries)
+    if commands:
+        lines += ["", "## Next", "", "Run the tuned methods on fresh seeds and report on the test split:", ""]
+        lines += ["```bash", *commands, "```"]
+    return "\n".join([*lines, ""])
 
 
 def write_report(

@@ -122,11 +122,14 @@ def prepare_studies(
     """Create each method's study (its first trial: the defaults), or check the existing ones.
 
     Trials left running by an interrupted tuning are closed as failed and listed in the
-    study's ``interrupted_trials``: they do not count towards the method's trials.
+    study's ``interrupted_trials``: they do not count towards the method's trials (an
+    interrupted default trial is queued again).
 
     Raises:
         BenchError: ``out`` holds a study and ``resume`` is off, or holds a study of another
-            grid (data, trunk, budget, schemes, seeds, objective or fixed parameters differ).
+            grid (data, trunk, budget, split seed, schemes, seeds, objective, fixed parameters or
+            search space differ), or the session would leave the methods with unequal trial
+            counts (``check_equal_trials``).
     """
     from methods import get_method_class
 
@@ -146,16 +149,10 @@ def prepare_studies(
                 f"{out} holds the tuning study of another grid (study {name!r}: {attrs.get('describe', '?')}); "
                 "choose another --out"
             )
+    check_equal_trials(storage, config, out)  # before anything is written
     for method in config.grid.methods:
         if method in existing:
-            study = optuna.load_study(study_name=method, storage=storage)
-            stale = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
-            if stale:
-                study.set_user_attr(
-                    INTERRUPTED, sorted(set(study.user_attrs.get(INTERRUPTED, [])) | set(stale))
-                )
-                for number in stale:
-                    study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+            _close_interrupted(optuna.load_study(study_name=method, storage=storage))
             continue
         study = optuna.create_study(storage=storage, study_name=method, direction=config.direction)
         study.set_user_attr("grid_fingerprint", grid_hash)
@@ -167,6 +164,65 @@ def prepare_studies(
         study.enqueue_trial(
             default_params(get_method_class(method), config, method), user_attrs={"defaults": True}
         )
+
+
+def _close_interrupted(study: optuna.Study) -> None:
+    """Close the trials an interrupted tuning left running as failed, list them in the study's
+    ``interrupted_trials`` (not counted), and queue an interrupted default trial again with its
+    own values: every study keeps its comparison with the defaults."""
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not stale:
+        return
+    numbers = [t.number for t in stale]
+    study.set_user_attr(INTERRUPTED, sorted(set(study.user_attrs.get(INTERRUPTED, [])) | set(numbers)))
+    for number in numbers:
+        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    for trial in stale:
+        if trial.user_attrs.get("defaults"):
+            values = trial.system_attrs.get("fixed_params") or trial.params
+            study.enqueue_trial(dict(values), user_attrs={"defaults": True})
+
+
+def check_equal_trials(storage: optuna.storages.BaseStorage, config: TuneConfig, out: Path) -> None:
+    """Refuse a session that would leave the methods of ``out`` with unequal trial counts.
+
+    Every study in ``out`` must end with ``config.trials`` counted trials: none may already
+    have more, and a study of a method this command does not tune may not have fewer.
+
+    Raises:
+        BenchError: naming the methods and the ``--trials`` or ``--method`` that would keep them equal.
+    """
+    counted = {
+        s.study_name: trial_counts(optuna.load_study(study_name=s.study_name, storage=storage))["counted"]
+        for s in storage.get_all_studies()
+    }
+    ahead = {m: n for m, n in sorted(counted.items()) if n > config.trials}
+    if ahead:
+        most = max(ahead.values())
+        raise BenchError(
+            f"{out} already holds {', '.join(f'{n} trials of {m}' for m, n in ahead.items())}; --trials"
+            f" {config.trials} would leave its methods with unequal budgets: resume with --trials {most}"
+            " (or more) to bring every method to the same count"
+        )
+    behind = {m: n for m, n in sorted(counted.items()) if m not in config.grid.methods and n < config.trials}
+    if behind:
+        raise BenchError(
+            f"{out} also tunes {', '.join(f'{m} ({n} trials)' for m, n in behind.items())}, which --trials"
+            f" {config.trials} would leave behind: add {' '.join(f'--method {m}' for m in behind)} so every"
+            f" method ends with {config.trials}, or resume with --trials {max(counted.values())}"
+        )
+
+
+def stored_grid_settings(path: Path) -> dict[str, Any] | None:
+    """The grid settings the first study of the journal at ``path`` was made with (what its
+    fingerprint covers), or None when there is no study."""
+    if not Path(path).is_file():
+        return None
+    storage = open_storage(path)
+    for summary in storage.get_all_studies():
+        settings = summary.user_attrs.get("settings") or {}
+        return dict(settings.get("grid") or {})
+    return None
 
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:
