@@ -21,6 +21,7 @@ from bench.cli.main import _parser
 from bench.datasets.image_set import Splits
 from bench.grid.config import load_grid_toml
 from bench.grid.store import read_records
+from bench.sampling.budget import LR_SEARCH_RANGE
 from bench.tune.study import STUDY_FILE, open_storage, suggest_params, trial_counts
 from methods import create_method, get_method_class, list_methods
 from methods.base import EmbeddingMethod
@@ -45,7 +46,7 @@ def test_every_search_space_names_real_hyperparameters_and_holds_the_defaults(na
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(5):
         params = suggest_params(cls, study.ask(), {})
-        assert 1e-4 <= params.pop("lr") <= 3e-3
+        assert LR_SEARCH_RANGE[0] <= params.pop("lr") <= LR_SEARCH_RANGE[1]
         create_method(name, **params).check_params()  # every name is a hyperparameter, every value usable
     defaults = {**cls().get_params(), "lr": 1e-3}
     names = suggest_params(cls, study.ask(), {}).keys()
@@ -61,7 +62,7 @@ def test_a_method_without_a_search_space_is_tuned_on_the_learning_rate_alone():
 
     trial = optuna.create_study().ask()
     assert list(suggest_params(PlugIn, trial, {})) == ["lr"]
-    assert trial.distributions == {"lr": FloatDistribution(1e-4, 3e-3, log=True)}
+    assert trial.distributions == {"lr": FloatDistribution(*LR_SEARCH_RANGE, log=True)}
 
 
 def test_a_search_space_suggests_each_kind_of_distribution_in_its_order():
@@ -85,14 +86,21 @@ def test_a_search_space_suggests_each_kind_of_distribution_in_its_order():
 @pytest.mark.parametrize("tuning", ["tune-digits", "tune-inspection"])
 def test_the_committed_journals_hold_the_declared_search_spaces(tuning, tmp_path):
     """Every trial of the committed tunings was suggested from the space each method declares
-    now, in its order: the same sampler seeds replay the same trials."""
+    now, in its order and of the same kinds; ranges have only widened since (the learning rate's
+    floor and the triplet margins, whose best values sat at the older edges)."""
     journal = tmp_path / STUDY_FILE
     journal.write_bytes((Path(__file__).resolve().parents[1] / "results" / tuning / STUDY_FILE).read_bytes())
     for name, study in studies(tmp_path).items():
         space = get_method_class(name).search_space()
         for trial in study.trials:
-            assert trial.distributions == {k: d for k, d in space.items() if k in trial.distributions}
             assert list(trial.distributions) == [k for k in space if k in trial.distributions]
+            for key, then in trial.distributions.items():
+                now = space[key]
+                assert type(then) is type(now) and getattr(then, "log", None) == getattr(now, "log", None)
+                if isinstance(now, CategoricalDistribution):
+                    assert then == now
+                else:
+                    assert now.low <= then.low and then.high <= now.high
 
 
 def test_tune_takes_every_grid_flag_of_run():
@@ -362,7 +370,7 @@ def test_tuning_report_counts_trials_and_shows_per_fit_scores_and_importances(tm
     assert set(summary.importances) == {"lr", "margin"}
     text = render(tmp_path, config, [summary], [])
     assert (
-        "| siamese | 10 | 2 | 0 | 0 | 14,400 | 120 | 0.5000 (0.5000, 0.5000) | 0.7200 (0.8300, 0.6100) | 11 |"
+        "| siamese | 12 | 10 | 2 | 0 | 0 | 14,400 | 120 | 0.5000 (0.5000, 0.5000) | 0.7200 (0.8300, 0.6100) | 11 |"
         in text
     )
     row = next(

@@ -131,7 +131,11 @@ def _write_outputs(out: Path, config: TuneConfig, console: Console) -> int:
     ]
     print_table(console, f"tuning ({config.describe()})", columns, rows)
     for line in edge_lines(summaries):
-        console.print(f"[yellow]{line}[/yellow]" if line.startswith("warning") else line, highlight=False)
+        console.print(
+            f"[yellow]{line}[/yellow]" if line.startswith("warning") else line,
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(
         f"report: {report}" + (f"\ntuned:  {tuned}" if tuned else "\nno complete trial yet: no tuned.toml")
     )
