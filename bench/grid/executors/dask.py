@@ -21,7 +21,15 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bench.core.errors import BenchError
-from bench.grid.executors.base import EXECUTORS, Executor, ExecutorOptions, TaskFailure, WorkerSettings, times
+from bench.grid.executors.base import (
+    EXECUTORS,
+    WORKER_DEATHS_ALLOWED,
+    Executor,
+    ExecutorOptions,
+    TaskFailure,
+    WorkerSettings,
+    times,
+)
 from bench.grid.executors.signals import workers_ignore_sigint
 
 if TYPE_CHECKING:
@@ -30,8 +38,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Deaths of a task's worker the scheduler started here tolerates before it gives up on the
-#: task: 1 means one retry.
-ALLOWED_FAILURES = 1
+#: task: one retry, as every executor allows.
+ALLOWED_FAILURES = WORKER_DEATHS_ALLOWED - 1
 
 _applied = threading.local()
 

@@ -45,6 +45,8 @@ class ProcessExecutor(Executor):
     ) -> Iterator[tuple[T, Any]]:
         from bench.grid.runner import now
 
+        if not items:
+            return
         ctx = multiprocessing.get_context("spawn")
         jobs = self.options.jobs
         todo = deque(range(len(items)))
