@@ -172,3 +172,27 @@ def test_an_address_with_another_executor_or_an_unknown_executor_is_refused():
         choose_executor("process", 2, "tcp://host:8786", 4)
     with pytest.raises(BenchError, match="unknown executor 'proces'"):
         choose_executor("proces", 2, None, 4)
+
+
+def test_a_cell_leaves_its_process_as_it_found_it_and_so_does_the_local_executor():
+    """Process-wide settings belong to where a worker starts, never to a cell: no thread count,
+    no deterministic-kernel switch, no global seed changes under a cell or a local grid."""
+    import random
+
+    import numpy as np
+    import torch
+
+    def state():
+        return (
+            torch.get_num_threads(),
+            torch.are_deterministic_algorithms_enabled(),
+            torch.random.get_rng_state().tolist(),
+            np.random.get_state()[1].tolist(),
+            random.getstate(),
+        )
+
+    before = state()
+    assert run_cell(CELLS[0])["status"] == "ok"
+    assert state() == before
+    run(CELLS[:1], kind="local", threads=2)
+    assert state() == before

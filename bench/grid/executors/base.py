@@ -16,7 +16,7 @@ import abc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from bench.core.errors import BenchError
 from bench.core.registry import Registry
@@ -132,7 +132,7 @@ class Executor(abc.ABC):
     def __init__(self, options: ExecutorOptions) -> None:
         self.options = options
 
-    def __enter__(self) -> Executor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
