@@ -153,7 +153,9 @@ def test_runner_hands_every_method_the_standardized_splits(inputs, spy, monkeypa
 
 def test_tuning_trials_get_the_same_standardized_splits(monkeypatch):
     # bench tune fits its trials on prepare_cell's splits: the cell's inputs apply there too.
-    monkeypatch.setattr(runner, "prepare_data", lambda dataset, options, seed, split_seed=None: _toy(poison=1e6))
+    monkeypatch.setattr(
+        runner, "prepare_data", lambda dataset, options, seed, split_seed=None: _toy(poison=1e6)
+    )
     cell = CellConfig("toy", "classifier", "uniform", 0)
     splits, plan = runner.prepare_cell(cell)
     clean, _ = standardize_splits(_toy(), "pixel")
