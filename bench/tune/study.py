@@ -209,7 +209,7 @@ def check_equal_trials(storage: optuna.storages.BaseStorage, config: TuneConfig,
         raise BenchError(
             f"{out} also tunes {', '.join(f'{m} ({n} trials)' for m, n in behind.items())}, which --trials"
             f" {config.trials} would leave behind: add {' '.join(f'--method {m}' for m in behind)} so every"
-            f" method ends with {config.trials}, or resume with --trials {max(counted.values())}"
+            f" method ends with {config.trials}"
         )
 
 
