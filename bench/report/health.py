@@ -1,8 +1,7 @@
 """The *Training health* section: which cells collapsed, how many dimensions their test
 embeddings fill, and every seed's training-loss curve.
 
-Shown only for records that carry a ``health`` entry (runs before it existed rebuild unchanged).
-The rule behind ``collapsed`` is ``bench.evaluation.health``'s, stated in the section itself.
+Shown only for records that carry ``health``. The rule behind ``collapsed`` is ``bench.evaluation.health``'s, stated in the section itself.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.report import plots
-from bench.report.cells import Cells, dig
+from bench.report.cells import Cells
 from bench.report.format import num, table
 
 RULE_TEXT = (
@@ -37,27 +36,27 @@ def health_section(cells: Cells, plot_dir: Path, prefix: str) -> list[str]:
     curves: dict[str, list[tuple[str, int, dict, bool]]] = {}
     collapse_values: dict[str, set[float]] = {}
     for m, s in cells.cells():
-        seeds = {seed: rec["health"] for seed, rec in cells.by_cell[(m, s)].items() if rec.get("health")}
+        seeds = {seed: rec.health for seed, rec in cells.by_cell[(m, s)].items() if rec.health is not None}
         if not seeds:
             continue
-        collapsed = [seed for seed, h in seeds.items() if h.get("collapsed")]
-        finals = [h["final_loss"] for h in seeds.values() if h.get("final_loss") is not None]
-        collapse = {h["collapse_loss"] for h in seeds.values() if h.get("collapse_loss") is not None}
+        collapsed = [seed for seed, h in seeds.items() if h.collapsed]
+        finals = [h.final_loss for h in seeds.values() if h.final_loss is not None]
+        collapse = {h.collapse_loss for h in seeds.values() if h.collapse_loss is not None}
         rows.append(
             {
                 "method": m,
                 "scheme": s,
                 "collapsed": f"{len(collapsed)} of {len(seeds)}",
                 "collapsed seeds": ", ".join(str(seed) for seed in sorted(collapsed)) or "–",
-                "effective rank": _range([h["effective_rank"] for h in seeds.values()], 1),
-                "PC1 share %": _range([100 * h["pc1_share"] for h in seeds.values()], 0),
+                "effective rank": _range([h.effective_rank for h in seeds.values()], 1),
+                "PC1 share %": _range([100 * h.pc1_share for h in seeds.values()], 0),
                 "final loss": _range(finals, 4),
                 "collapse value": _range(sorted(collapse), 4),
             }
         )
         for seed, h in sorted(seeds.items()):
-            if dig(h, "loss_curve", "step"):
-                curves.setdefault(m, []).append((s, seed, h["loss_curve"], bool(h.get("collapsed"))))
+            if h.loss_curve is not None and h.loss_curve.step:
+                curves.setdefault(m, []).append((s, seed, h.loss_curve.to_json(), bool(h.collapsed)))
         collapse_values.setdefault(m, set()).update(collapse)
     if not rows:
         return []
