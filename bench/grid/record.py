@@ -59,8 +59,9 @@ __all__ = [
     "ValMetrics",
 ]
 
-#: The version ``Record.to_dict`` writes. 1: every record before the typed record (its shape grew
-#: over time, see ``_convert_from_v1``); 2: the typed record, every field its writer knows present.
+#: The version ``Record.to_dict`` writes. 1: every record before the typed record; its shape grew
+#: without a bump (``_convert_from_v1`` says how). 2: written from a ``Record``: the keys of the last
+#: version-1 records, ``config.inputs`` and an ok cell's ``timing.fit_eval_peak_rss_mb`` always there.
 SCHEMA_VERSION = 2
 
 #: The fields a reader may fill in for a record whose version did not record them

@@ -174,7 +174,12 @@ class DatasetInfo(Part):
 
 @dataclass(frozen=True, kw_only=True)
 class Costs(Part):
-    """Expected cost per 1,000 parts at the test split's good share and at the production one."""
+    """Expected cost per 1,000 parts (``bench.evaluation.metrics``).
+
+    Attributes:
+        test_mix: at the test split's good share.
+        production_mix: at the production good share (``--good-share``; the test mix without one).
+    """
 
     test_mix: float | None = slot()
     production_mix: float | None = slot()
@@ -182,7 +187,12 @@ class Costs(Part):
 
 @dataclass(frozen=True, kw_only=True)
 class Confusion(Part):
-    """A confusion matrix: rows are true classes, columns predicted ones, both in ``labels`` order."""
+    """A confusion matrix.
+
+    Attributes:
+        labels: the class codes of the rows and columns.
+        matrix: counts; rows are true classes, columns predicted ones.
+    """
 
     labels: tuple[str, ...] = slot(as_tuple, default=())
     matrix: tuple[tuple[int, ...], ...] = slot(tuple_of(as_tuple), default=())
@@ -195,7 +205,9 @@ class Metrics(Part):
 
     Attributes:
         n: test images.
-        accuracy, balanced_accuracy, macro_f1: classification rates.
+        accuracy: the share of test images classified right.
+        balanced_accuracy: the mean recall over classes.
+        macro_f1: the mean F1 over classes.
         per_class_recall: recall per class code.
         confusion: the confusion matrix.
         escape_rate: defective parts judged good, of the defective ones.
@@ -203,8 +215,12 @@ class Metrics(Part):
         defect_confusion_rate: defects given the wrong defect class, of the defective ones.
         test_good_share: the good class's share of the test split.
         cost_per_1000: expected cost per 1,000 parts.
-        precision_at_1, r_precision, map_at_r: the retrieval view (test queries against the
-            training split); their ``_per_class`` fields average per class first.
+        precision_at_1: retrieval (test queries against the training split): precision at 1.
+        precision_at_1_per_class: the same, averaged per class first.
+        r_precision: retrieval R-precision.
+        r_precision_per_class: the same, averaged per class first.
+        map_at_r: retrieval MAP@R.
+        map_at_r_per_class: the same, averaged per class first.
     """
 
     n: int | None = slot()
@@ -232,9 +248,14 @@ class Metrics(Part):
 
 @dataclass(frozen=True, kw_only=True)
 class ValMetrics(Part):
-    """One prediction rule's few headline numbers on the validation split.
+    """One prediction rule's few headline numbers on the validation split (rates in [0, 1]).
 
     Attributes:
+        accuracy: the share of validation images classified right.
+        balanced_accuracy: the mean recall over classes.
+        macro_f1: the mean F1 over classes.
+        escape_rate: defective parts judged good, of the defective ones.
+        overkill_rate: good parts judged defective, of the good ones.
         cost_per_1000: the expected cost per 1,000 parts at the split's own good share.
     """
 
@@ -271,7 +292,12 @@ class Sampling(Part):
 
 @dataclass(frozen=True, kw_only=True)
 class LossCurve(Part):
-    """The training loss, one point per window of steps: its last step and its mean loss."""
+    """The training loss over a run.
+
+    Attributes:
+        step: each window's last step.
+        loss: each window's mean training loss.
+    """
 
     step: tuple[int, ...] = slot(as_tuple, default=())
     loss: tuple[float, ...] = slot(as_tuple, default=())
@@ -324,7 +350,13 @@ class Timing(Part):
 
 @dataclass(frozen=True, kw_only=True)
 class Projection(Part):
-    """A 2-D PCA projection of a sample of the test embeddings, for the scatter plot."""
+    """A 2-D PCA projection of a sample of the test embeddings, for the scatter plot.
+
+    Attributes:
+        x: first coordinates.
+        y: second coordinates.
+        label: each point's class code.
+    """
 
     x: tuple[float, ...] = slot(as_tuple, default=())
     y: tuple[float, ...] = slot(as_tuple, default=())

@@ -2,7 +2,8 @@
 
 Each line is appended, flushed and fsynced the moment its cell finishes, so an interruption
 loses at most the cell in flight. Reading tolerates a torn last line (a crash mid-write) and
-foreign lines: they are skipped with a warning and the rest is kept.
+foreign lines: they are skipped with a warning and the rest is kept. Every line is read by the
+record reader, ``bench.grid.record.Record.from_dict``, which converts older schema versions.
 """
 
 from __future__ import annotations
