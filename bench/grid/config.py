@@ -32,13 +32,14 @@ class CellConfig:
     change speed, not what is computed.
 
     ``inputs`` (how images are standardized) is in the hash except at its legacy value
-    ``raw``: records made before it existed carry no ``inputs`` key, were made on raw pixels,
-    and keep their hashes (``from_dict`` reads a missing key as ``raw``).
+    ``raw``: records made before it existed were made on raw pixels and keep their hashes (the
+    record reader, ``bench.grid.record``, reads their missing key as ``raw``).
 
     ``split_seed`` chooses the test images (``bench.datasets.split_dataset``); the seed chooses
     the validation images among the others, the training draws and the initialisation. None is
     the older protocol, where the seed chose the test images too: records made before the field
-    existed carry no ``split_seed`` key and keep their hashes (``from_dict`` reads it as None).
+    existed keep their hashes (``hash`` leaves None out; the record reader reads their missing
+    key as None).
     """
 
     dataset: str
@@ -66,8 +67,6 @@ class CellConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CellConfig:
         data = dict(data)
-        data.setdefault("inputs", LEGACY_INPUTS)
-        data.setdefault("split_seed", None)
         data["budget"] = Budget(**data.get("budget", {}))
         for key in ("params", "dataset_options", "scheme_options"):
             data[key] = _frozen_items(data.get(key) or {})
@@ -87,11 +86,6 @@ class CellConfig:
     def params_dict(self) -> dict[str, Any]:
         """The method parameters as a dict (``lr`` included when the method has its own)."""
         return dict(self.params)
-
-    @property
-    def test_split_seed(self) -> int:
-        """The seed that chooses the cell's test images (its own seed under the older protocol)."""
-        return self.seed if self.split_seed is None else self.split_seed
 
     @property
     def label(self) -> str:
