@@ -92,11 +92,10 @@ def test_an_old_run_directory_resumes_as_the_grid_it_is(tmp_path):
     config = out / "config.toml"
     config.write_text("".join(x for x in config.open() if not x.startswith(("inputs", "split_seed"))))
     lines = []
-    for rec in read_records(out):
-        rec["config"].pop("inputs")
-        rec["config"].pop("split_seed", None)
-        rec["hash"] = CellConfig.from_dict(rec["config"]).hash
-        lines.append(json.dumps(rec))
+    for rec in read_records(out):  # as version-1 records
+        config = {k: v for k, v in rec["config"].items() if k not in ("inputs", "split_seed")}
+        cell = CellConfig.from_dict({**config, "inputs": "raw", "split_seed": None})
+        lines.append(json.dumps({**rec, "schema_version": 1, "config": config, "hash": cell.hash}))
     (out / RESULTS_FILE).write_text("\n".join(lines) + "\n")
 
     refused = bench("run", *grid, "--inputs", "pixel", "--resume", "--out", str(out))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,8 @@ def test_every_committed_record_reads_and_writes_back_its_own_json(path):
         assert record.config.split_seed is None and not record.recorded(SPLIT_SEED_FIELD)
         config = {**line["config"], "split_seed": None}
         assert record.to_dict() == {**line, "config": config, "schema_version": SCHEMA_VERSION}
-        assert Record.from_dict(record.to_dict()) == record
+        # written back, the split seed is recorded (null), no longer the reader's
+        assert Record.from_dict(record.to_dict()) == replace(record, inferred=frozenset())
 
 
 def test_records_from_before_inputs_and_per_cell_memory_are_converted():
@@ -162,7 +164,7 @@ def test_the_runner_writes_the_typed_record_in_the_known_shape():
         budget=Budget(steps=3, batch_images=12),
         dataset_options=(("n_per_defect", 6),),
     )
-    out = run_cell(tiny, threads=1)
+    out = run_cell(tiny)
     assert out["status"] == "ok", out.get("error")
     assert set(out) == {
         "schema_version",
