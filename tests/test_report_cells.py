@@ -78,6 +78,7 @@ OTHER_VALUE = {
     "cost_overkill": 2.0,
     "good_share": 0.8,
     "inputs": "global",
+    "split_seed": 1,
 }
 
 
