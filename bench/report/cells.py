@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.core.canonical import canonical_json as canonical
-from bench.grid.store import latest_by_hash, read_records
+from bench.grid.store import latest_by_hash, parts_behind, read_records
 from bench.report.stats import summarize
 from bench.sampling.names import BASELINE_SCHEME, good_x_weight
 
@@ -196,6 +196,9 @@ class Cells:
         return summarize(vals)
 
     def rate(self, method: str, scheme: str, *path) -> dict:
-        """Mean and logit-scale interval over seeds of the rate at ``path``, in % (stays in 0–100)."""
+        """Mean and logit-scale interval over seeds of the rate at ``path``, in % (stays in 0–100);
+        where the seeds show no spread, the interval of the counts of parts behind the rate."""
         vals = [None if v is None else float(v) * 100 for v in self.values(method, scheme, *path).values()]
-        return summarize(vals, rate_scale=100.0)
+        parts = [parts_behind(rec, path) for rec in self.by_cell.get((method, scheme), {}).values()]
+        known = [p for p in parts if p is not None]
+        return summarize(vals, rate_scale=100.0, n_parts=sum(known) / len(known) if known else None)
