@@ -14,7 +14,7 @@ the split) counted as binomial events over the seed's parts, as a test split's e
 Accuracy is 100 minus an error rate drawn so.
 
 Reproduce the figures of ``docs/seed-rule.md`` with ``python -m bench.grid.seed_rule_simulation``
-(about a minute for all scenarios at 20,000 groups; ``main(groups=4000)`` for a quicker look).
+(a minute or two at 20,000 groups per scenario; ``main(groups=4000)`` for a quicker look).
 """
 
 from __future__ import annotations
@@ -140,29 +140,50 @@ def simulate(
     return {**outcome(values, used, scenario.truth, scenario.parts), "min_seeds": target.least}
 
 
+def _row(name: str, r: dict[str, float]) -> str:
+    return (
+        f"| {name} | {r['min_seeds']} | {r['fixed_mean']:.2f} | {r['stopped_mean']:.2f}"
+        f" | {r['stopped_mean'] - r['fixed_mean']:+.3f} | {r['bias_pct']:+.2f}% | {r['coverage']:.3f}"
+        f" | {r['fixed_coverage']:.3f} | {r['seeds']:.1f} | {r['at_start']:.1%} |"
+    )
+
+
+_HEADER = [
+    f"| scenario | min_seeds | mean of means, {MAX_SEEDS} seeds | mean of stopped means | bias, points"
+    f" | bias | coverage | coverage, {MAX_SEEDS} seeds | mean seeds | stopped at {len(START)} |",
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+]
+
+
 def table(groups: int = 20_000, seed: int = 0) -> str:
     """The markdown table of ``docs/seed-rule.md``: every scenario under the rule that may stop
     at the start seeds (``min_seeds`` 3, the rule before issue 24) and under the default."""
-    lines = [
-        f"| scenario | min_seeds | mean of means, {MAX_SEEDS} seeds | mean of stopped means | bias"
-        " | coverage | coverage, 20 seeds | mean seeds | stopped at 3 |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    rows = [
+        _row(scenario.name, simulate(scenario, least, groups, seed))
+        for scenario in SCENARIOS
+        for least in (len(START), None)
     ]
-    for scenario in SCENARIOS:
-        for least in (len(START), None):
-            r = simulate(scenario, least, groups, seed)
-            lines.append(
-                f"| {scenario.name} | {r['min_seeds']} | {r['fixed_mean']:.2f} | {r['stopped_mean']:.2f}"
-                f" | {r['bias_pct']:+.1f}% | {r['coverage']:.3f} | {r['fixed_coverage']:.3f}"
-                f" | {r['seeds']:.1f} | {r['at_start']:.1%} |"
-            )
-    return "\n".join(lines)
+    return "\n".join([*_HEADER, *rows])
+
+
+def sweep(scenario: Scenario = SCENARIOS[0], groups: int = 20_000, seed: int = 0) -> str:
+    """The same table for one scenario at every ``min_seeds`` of ``MINIMA``: what the minimum
+    buys, in bias and coverage, and costs, in seeds."""
+    return "\n".join([*_HEADER, *(_row(scenario.name, simulate(scenario, m, groups, seed)) for m in MINIMA)])
+
+
+#: The minimums ``sweep`` compares.
+MINIMA = (3, 6, 8, 10, 12, 14, 15, 16, 20)
 
 
 def main(groups: int = 20_000, seed: int = 0) -> None:
-    """Print the table of ``docs/seed-rule.md``."""
+    """Print the tables of ``docs/seed-rule.md``."""
     print(f"{groups:,} groups per scenario, gamma x binomial rates, max_seeds {MAX_SEEDS}, seed {seed}")
     print(table(groups, seed))
+    print()
+    print(sweep(SCENARIOS[0], groups, seed))
+    print()
+    print(sweep(SCENARIOS[2], groups, seed))
 
 
 if __name__ == "__main__":
