@@ -119,6 +119,9 @@ def test_a_rate_without_spread_gets_the_interval_of_its_counts_never_zero_width(
     same = summarize([96.0] * 3, rate_scale=100, n_parts=575)
     assert (same["ci_low"], same["ci_high"]) == pytest.approx(_exact(1656, 1725))
     assert same["ci_low"] < 96.0 < same["ci_high"]
+    # Equal values whose float spread is rounding (numpy's sd of 0.8, 0.8, 0.8 is 1e-16).
+    rounding = summarize([0.8] * 3, rate_scale=100, n_parts=125)
+    assert (rounding["ci_low"], rounding["ci_high"]) == pytest.approx(_exact(3, 375))
     for s in (zero, full, same):
         assert s["ci_high"] - s["ci_low"] > 0.1
     # Parts that differ between seeds: their mean per seed.

@@ -86,15 +86,16 @@ def rate_interval(
         n_parts: the number of parts each seed's rate was counted over (the mean over seeds,
             if they differ), or None when unknown.
 
-    Where the seeds show no spread (``sd`` is 0, or the mean is on a bound, so every value is
-    equal to it), the interval comes from the counts: the Clopper-Pearson interval of
+    Where the seeds show no spread (``sd`` is 0 up to rounding, or the mean is on a bound, so
+    every value is equal to it), the interval comes from the counts: the Clopper-Pearson interval of
     ``round(mean / scale * n * n_parts)`` events in ``round(n * n_parts)`` parts. Without
     ``n_parts`` it is then the zero-width interval at the mean.
     """
     if n < 2:
         return None
     m = min(max(mean / scale, 0.0), 1.0)
-    if sd <= 0.0 or m <= 0.0 or m >= 1.0:
+    # A spread below 1e-9 of the range is rounding (0.8 three times has a float sd of 1e-16).
+    if sd <= 1e-9 * scale or m <= 0.0 or m >= 1.0:
         if n_parts is None or not n_parts > 0:
             return mean, mean
         parts = max(1, round(n * n_parts))
