@@ -237,7 +237,9 @@ def study_command(args: argparse.Namespace, console: Console, argv: Sequence[str
                     console.print(f"study {number}/2, {stage}: done already ({out / STAGES[stage]})")
                     continue
                 stage_args.resume = (out / STAGES[stage]).is_dir()
-                console.print(f"study {number}/2, {stage} on {dataset}: into {stage_args.out}", highlight=False)
+                console.print(
+                    f"study {number}/2, {stage} on {dataset}: into {stage_args.out}", highlight=False
+                )
                 with StageClock(state, stage) as clock:
                     ended = commands[stage](stage_args, console)
                     clock.end(_ENDS.get(ended, "error"))
@@ -249,4 +251,3 @@ def study_command(args: argparse.Namespace, console: Console, argv: Sequence[str
             summary = write_summary(state)
             console.print(f"study:  {summary}", highlight=False)
     return code
-
