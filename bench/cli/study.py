@@ -22,9 +22,11 @@ from typing import Any
 from rich.console import Console
 
 from bench.cli.flags import add_execution_arguments, add_grid_arguments, check_execution, quick_help
+from bench.cli.tune import PRUNER_HELP
 from bench.core.errors import BenchError
 from bench.study.state import STAGES, STATE_FILE, StageClock, StudyState
 from bench.tune.config import OBJECTIVES, TUNE_SCHEMES
+from bench.tune.pruner import PRUNERS
 
 #: The study's own flags with their defaults (None in the parser, so a resume can tell a flag
 #: given from one left out), and what ``--quick`` sets unless given.
@@ -34,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "tune_seeds": 2,
     "objective": "accuracy",
     "sampler_seed": 0,
+    "pruner": "median",
     "seeds": 3,
     "target_ci": 1.5,
     "target_metric": "accuracy",
@@ -64,6 +67,7 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
         "--objective", choices=tuple(OBJECTIVES), help="validation score to optimize (default accuracy)"
     )
     tuning.add_argument("--sampler-seed", type=int, help="seed of the TPE sampler (default 0)")
+    tuning.add_argument("--pruner", choices=tuple(PRUNERS), help=PRUNER_HELP)
     final = parser.add_argument_group("final runs (DIR/final, test split)")
     final.add_argument("--seeds", type=int, help="start seeds 0..N-1 of every method x scheme (default 3)")
     final.add_argument(
@@ -132,7 +136,9 @@ def resumed_settings(args: argparse.Namespace, stored: dict[str, Any]) -> dict[s
                 " fixed when it starts (--resume may change only --jobs, --executor, --address, --device,"
                 " --threads): resume without it, or start another study with another --out"
             )
-    return {**{k: None for k in vars(args) if k not in _NOT_SETTINGS}, **stored}
+    # A flag added since the study started: the study ran with its default.
+    known = {k: DEFAULTS.get(k) for k in vars(args) if k not in _NOT_SETTINGS}
+    return {**known, **stored}
 
 
 def stage_arguments(
@@ -176,7 +182,13 @@ def check_stages(stages: dict[str, argparse.Namespace]) -> str:
 
     tune = stages["tune"]
     grid = grid_from_args(tune, default_schemes=TUNE_SCHEMES)
-    TuneConfig(grid=grid, trials=tune.trials, seeds=tune_seeds(tune.tune_seeds), objective=tune.objective)
+    TuneConfig(
+        grid=grid,
+        trials=tune.trials,
+        seeds=tune_seeds(tune.tune_seeds),
+        objective=tune.objective,
+        pruner=tune.pruner,
+    )
     grid_from_args(argparse.Namespace(**{**vars(stages["final"]), "params_from": None, "resume": False}))
     return grid.dataset
 
