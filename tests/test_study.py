@@ -4,6 +4,7 @@ and ``--resume`` completing it with no trial or cell twice; bad flags; the stage
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -156,6 +157,23 @@ def test_kill_9_in_either_stage_then_resume_completes_with_no_trial_or_cell_twic
     assert len(state(out)["sessions"]) == 3
     text = (out / "study.md").read_text()
     assert "| tune | " in text and "| 2 | [tuning](tune/tuning.md) |" in text
+
+
+def test_sigterm_ends_a_study_with_130_and_a_study_md_that_says_where_it_stopped(tmp_path):
+    out = tmp_path / "study"
+    journal = out / "tune" / STUDY_FILE
+    proc = subprocess.Popen(
+        study(out, "--executor", "local"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for(lambda: journal.exists() and journal.stat().st_size > 0, proc)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert f"python -m bench study --resume --out {out}" in stdout.replace("\n", "")
+    assert state(out)["stages"]["tune"][-1]["status"] == "interrupted"
+    assert (
+        "| tune | " in (out / "study.md").read_text() and "| interrupted |" in (out / "study.md").read_text()
+    )
 
 
 # ----------------------------------------------------------------- bad input
