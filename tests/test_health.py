@@ -217,6 +217,7 @@ def test_records_carry_a_machine_fingerprint():
 def test_records_without_inputs_or_health_add_nothing_to_the_report(tmp_path):
     from pathlib import Path
 
+    from bench.grid.record import INPUTS_FIELD, Record
     from bench.report import load_records
     from bench.report.build import study_title
     from bench.report.cells import Cells, study_inputs, study_key
@@ -224,13 +225,17 @@ def test_records_without_inputs_or_health_add_nothing_to_the_report(tmp_path):
     from bench.report.overview import setup_section
 
     records = load_records(Path(__file__).parent / "fixtures" / "run")
-    assert not any("inputs" in r["config"] or "health" in r for r in records)
+    # Made before inputs and health existed: the reader reads their inputs as raw, not recorded.
+    assert all(
+        r.config.inputs == "raw" and not r.recorded(INPUTS_FIELD) and r.health is None for r in records
+    )
     cells = Cells(records)
     assert health_section(cells, tmp_path / "plots", "") == []
     assert not (tmp_path / "plots").exists()
     setup = "\n".join(setup_section(records, cells))
     assert "Inputs" not in setup and "cpu_capability" not in setup
-    assert study_title(records[0]["config"], study_inputs(records)) == "inspection · trunk mlp, 600 steps"
+    assert study_title(records[0].config, study_inputs(records)) == "inspection · trunk mlp, 600 steps"
     # New raw records share a study with the old ones (made on raw pixels), and name it.
-    new = [{**records[0], "config": {**records[0]["config"], "inputs": "raw"}}]
+    new = [Record.from_dict(records[0].to_dict())]
+    assert new[0].recorded(INPUTS_FIELD)
     assert study_key(new[0]) == study_key(records[0]) and study_inputs(records + new) == "raw"

@@ -25,8 +25,8 @@ class CellConfig:
     change speed, not what is computed.
 
     ``inputs`` (how images are standardized) is in the hash except at its legacy value
-    ``raw``: records made before it existed carry no ``inputs`` key, were made on raw pixels,
-    and keep their hashes (``from_dict`` reads a missing key as ``raw``).
+    ``raw``: records made before it existed were made on raw pixels and keep their hashes (the
+    record reader, ``bench.grid.record``, reads their missing key as ``raw``).
     """
 
     dataset: str
@@ -53,7 +53,6 @@ class CellConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CellConfig:
         data = dict(data)
-        data.setdefault("inputs", LEGACY_INPUTS)
         data["budget"] = Budget(**data.get("budget", {}))
         for key in ("params", "dataset_options", "scheme_options"):
             data[key] = _frozen_items(data.get(key) or {})

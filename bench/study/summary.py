@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.atomic import write_text_atomic
-from bench.grid.store import latest_by_hash, read_records
+from bench.grid.store import latest_by_hash, load_records
 from bench.study.state import FINAL_DIR, STAGES, SUMMARY_FILE, TUNE_DIR, StudyState
 
 #: What each stage links to, under its directory.
@@ -31,11 +31,10 @@ def duration(seconds: float) -> str:
 def seed_counts(final_dir: Path) -> dict[tuple[str, str], list[int]]:
     """The seeds of every method x scheme with an ``ok`` record in ``final_dir``, sorted."""
     groups: dict[tuple[str, str], list[int]] = {}
-    for record in latest_by_hash(read_records(final_dir)).values():
-        if record["status"] != "ok":
-            continue
-        cell = record["config"]
-        groups.setdefault((cell["method"], cell["scheme"]), []).append(int(cell["seed"]))
+    for record in latest_by_hash(load_records(final_dir)).values():
+        if record.status == "ok":
+            cell = record.config
+            groups.setdefault((cell.method, cell.scheme), []).append(cell.seed)
     return {group: sorted(seeds) for group, seeds in groups.items()}
 
 
