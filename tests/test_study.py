@@ -196,7 +196,7 @@ def test_bad_flags_are_one_line_and_exit_2_before_any_work(flags, message, tmp_p
     assert main(["study", "--quick", *flags, *out]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and message in err[0], err
-    assert not (tmp_path / "s" / "tune").exists()
+    assert not (tmp_path / "s").exists()  # nothing created
 
 
 def test_a_study_directory_is_refused_for_another_study_and_resumed_only_with_its_own_flags(tmp_path, capsys):
@@ -205,6 +205,7 @@ def test_a_study_directory_is_refused_for_another_study_and_resumed_only_with_it
     (out / "results.jsonl").write_text("")
     assert main(["study", "--quick", "--out", str(out)]) == 2  # not empty, and not a study
     assert main(["study", "--resume", "--out", str(tmp_path / "none")]) == 2  # nothing to resume
+    assert not (tmp_path / "none").exists()
     begun = tmp_path / "begun"
     StudyState(begun, {"trials": 3, "quick": True, "method": ["classifier"]}).save()
     assert main(["study", "--quick", "--out", str(begun)]) == 2  # a study already, no --resume

@@ -202,13 +202,17 @@ def _check_directory(out: Path, state: StudyState | None, resume: bool) -> None:
             "or choose another --out"
         )
     if state is None and resume:
-        raise BenchError(f"{out} holds no study to resume (no {STATE_FILE}); start it without --resume")
+        raise BenchError(no_study(out))
     if state is None and out.is_dir():
         others = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_FILE, HOLDER_FILE))
         if others:
             raise BenchError(
                 f"{out} is not empty ({', '.join(others[:3])}) and holds no study; choose another --out"
             )
+
+
+def no_study(out: Path) -> str:
+    return f"{out} holds no study to resume (no {STATE_FILE}); start it without --resume"
 
 
 #: A stage command's exit code -> how its session ended.
@@ -232,6 +236,10 @@ def study_command(args: argparse.Namespace, console: Console, argv: Sequence[str
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"results/study-{stamp}")
     commands = {"tune": tune_command, "final": run_command}
+    if not (out / STATE_FILE).is_file():  # a new study: check its flags before creating anything
+        if args.resume:
+            raise BenchError(no_study(out))
+        check_stages(stage_arguments(resolve_settings(args), args, out))
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with RunLock(out):
         state = StudyState.load(out)
@@ -246,11 +254,14 @@ def study_command(args: argparse.Namespace, console: Console, argv: Sequence[str
         try:
             for number, (stage, stage_args) in enumerate(stages.items(), start=1):
                 if state.done(stage):
-                    console.print(f"study {number}/2, {stage}: done already ({out / STAGES[stage]})")
+                    console.print(
+                        f"study {number}/{len(stages)}, {stage}: done already ({out / STAGES[stage]})"
+                    )
                     continue
                 stage_args.resume = (out / STAGES[stage]).is_dir()
                 console.print(
-                    f"study {number}/2, {stage} on {dataset}: into {stage_args.out}", highlight=False
+                    f"study {number}/{len(stages)}, {stage} on {dataset}: into {stage_args.out}",
+                    highlight=False,
                 )
                 with StageClock(state, stage) as clock:
                     ended = commands[stage](stage_args, console)
