@@ -7,13 +7,14 @@ Every trial reports its running score at its cumulative training step (``bench.t
 so a step is a unit of cost: a trial stopped at step 300 of 1,200 cost a quarter of a full one,
 and ``tuning.md`` counts the steps each method consumed.
 
-Optuna's ``MedianPruner`` compares a trial's *best* intermediate value so far with that
+Why a running median: Optuna's ``MedianPruner`` compares a trial's *best* intermediate value so far with that
 median, which suits learning curves that only rise. These do not: a metric-learning run can
 score well early and collapse later (on the inspection set the siamese defaults went from
 0.78 at step 150 to 0.63 at the end), and judged by its best value such a trial is never
 stopped. In a 10-trial siamese study ``MedianPruner`` stopped none of the four trials it
 could judge, though one stood at 0.907 at the end of its first fit against a median of 0.913
-(it had been at 0.942). This pruner judges the current value, and would have stopped it.
+(it had been at 0.942). ``RunningMedianPruner`` judges the current value, and would have
+stopped it.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def describe_pruner(
     return (
         f"{PRUNERS[name]} {probes}, budget in training steps: rungs at step {', '.join(map(str, rungs))}"
         f" of {max_steps}, the best 1/{REDUCTION_FACTOR} promoted at each"
+        + (" (each bracket starts at a later one)" if name == "hyperband" and len(rungs) > 1 else "")
     )
 
 
