@@ -167,9 +167,9 @@ def test_sigterm_ends_a_study_with_130_and_a_study_md_that_says_where_it_stopped
     )
     wait_for(lambda: journal.exists() and journal.stat().st_size > 0, proc)
     proc.send_signal(signal.SIGTERM)
-    stdout, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130
-    assert f"python -m bench study --resume --out {out}" in stdout.replace("\n", "")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert f"continue the study with: python -m bench study --resume --out {out}\n" in stdout
     assert state(out)["stages"]["tune"][-1]["status"] == "interrupted"
     assert (
         "| tune | " in (out / "study.md").read_text() and "| interrupted |" in (out / "study.md").read_text()

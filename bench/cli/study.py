@@ -267,10 +267,14 @@ def study_command(args: argparse.Namespace, console: Console, argv: Sequence[str
                     ended = commands[stage](stage_args, console)
                     clock.end(_ENDS.get(ended, "error"))
                 if ended == 130:
-                    console.print(f"continue the study with: python -m bench study --resume --out {out}")
+                    console.print(  # one line, never wrapped: a command to copy
+                        f"continue the study with: python -m bench study --resume --out {out}",
+                        soft_wrap=True,
+                        highlight=False,
+                    )
                     return 130
                 code = max(code, ended)
         finally:
             summary = write_summary(state)
-            console.print(f"study:  {summary}", highlight=False)
+            console.print(f"study:  {summary}", soft_wrap=True, highlight=False)
     return code
