@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bench.core.atomic import write_text_atomic
 from bench.grid.config import GridConfig
 from bench.sampling.schemes import DEFAULT_SCHEMES
-from bench.tune.config import TuneConfig
+from bench.tune.config import PRUNER_STARTUP_TRIALS, TuneConfig
 from bench.tune.ranges import RangeEdge, parameter_limits, range_edges
 from bench.tune.selection import is_default, tied_best
 from bench.tune.study import trial_counts
@@ -214,8 +214,7 @@ def render(
         f"- **Objective:** {config.describe()}; mean over {config.fits_per_trial} fit(s) per trial: "
         f"seeds {', '.join(map(str, config.seeds))} x scheme(s) {', '.join(grid.schemes)}",
         f"- **Trials per method:** {trials_text(config, summaries)} (trial 0: the defaults, lr"
-        f" {grid.budget.lr}); TPE sampler (seed {config.sampler_seed}); median pruner on validation"
-        f" probes every {config.probe_every} steps, from step {config.warmup_steps} of the first fit on",
+        f" {grid.budget.lr}); TPE sampler (seed {config.sampler_seed}); {pruner_text(config)}",
         "- **Best trial:** the best mean score; a tie goes to the default trial, then to the better"
         " mean of the validation probes, then to the parameters first in canonical JSON (never to the"
         " trial number, which depends on scheduling)",
@@ -269,3 +268,12 @@ def write_report(
     out: Path, config: TuneConfig, summaries: list[MethodSummary], plots: list[tuple[str, str]]
 ) -> Path:
     return write_text_atomic(out / REPORT_FILE, render(out, config, summaries, plots))
+
+
+def pruner_text(config: TuneConfig) -> str:
+    """The tuning's pruner in one phrase."""
+    from bench.tune.pruner import describe_pruner
+
+    return describe_pruner(
+        config.pruner, config.probe_every, config.warmup_steps, config.trial_steps, PRUNER_STARTUP_TRIALS
+    )
