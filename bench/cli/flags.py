@@ -73,6 +73,11 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         help="input standardization, statistics from the training split only: pixel (default; per-pixel "
         "mean and std), global (one mean and std) or raw (pixels as loaded)",
     )
+    parser.add_argument(
+        "--augment",
+        help="transforms applied to every method's training batches, comma-separated (hflip, vflip), "
+        "or none (default: the dataset's own: hflip,vflip for elpv, none for the others)",
+    )
     parser.add_argument("--steps", type=int, help=f"optimizer steps (default {Budget.steps})")
     parser.add_argument(
         "--batch-images", type=int, help=f"nominal images per step (default {Budget.batch_images})"

@@ -7,6 +7,7 @@ executor can run it: in this process, in a process pool, or on a Dask worker. On
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -42,8 +43,17 @@ def prepare_data(dataset: str, options: dict[str, Any], seed: int) -> Splits:
 
 def prepare_inputs(cell: CellConfig) -> tuple[Splits, InputStats | None]:
     """The cell's split with its inputs standardized as ``cell.inputs`` says, for every method
-    alike, by statistics of the training split only (None for ``raw``)."""
-    return standardize_splits(prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed), cell.inputs)
+    alike, by statistics of the training split only (None for ``raw``), and the cell's
+    ``augment`` (when given) in place of the dataset's own."""
+    splits = prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed)
+    if cell.augment is not None:
+        splits = Splits(
+            *(
+                dataclasses.replace(part, augment=cell.augment)
+                for part in (splits.train, splits.val, splits.test)
+            )
+        )
+    return standardize_splits(splits, cell.inputs)
 
 
 def cell_plan(cell: CellConfig, train: ImageSet) -> BalancePlan:
@@ -131,6 +141,8 @@ def run_cell(
         }
         if train.fingerprint:
             record["dataset"]["fingerprint"] = train.fingerprint
+        if train.augment:
+            record["dataset"]["augment"] = list(train.augment)
         memory = PeakMemory(device).start()  # what fit and evaluate add; not the data
         record["plan"] = plan.to_dict()
         seed_everything(cell.seed)
