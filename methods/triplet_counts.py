@@ -136,7 +136,11 @@ def margin_triplet_weights(
         b32 = bound.astype(np.float32)
         b32 = np.where(b32 > bound, np.nextafter(b32, np.float32(-np.inf)), b32)
         bits = (b32.view(np.int32) & 0x7FFFFFFF).astype(np.int64) << col_bits
-        return bits | (pair_keys & ~((1 << band_shift) - 1)) | top
+        row = pair_keys & ~((1 << band_shift) - 1)
+        # A negative bound (margin 0 and d_ap = 0: t < 0 asks for d_an < 0) admits no negative;
+        # its sign bit, dropped above, would admit those at distance 0. The key just below the
+        # negatives' band counts none.
+        return np.where(bound < 0, (row | (_NEGATIVE << band_shift)) - 1, bits | row | top)
 
     def count(*queries: np.ndarray) -> list[np.ndarray]:
         found = np.searchsorted(flat, np.concatenate(queries), side="right")

@@ -5,7 +5,7 @@ by reference, so every worker that unpickles it (a freshly restarted one include
 this module; spawned workers find it because they inherit the test process's ``sys.path``.
 Monkeypatching the method registry in the test process would not reach them: they import
 ``methods`` afresh. The worker is SIGKILLed, as the kernel's out-of-memory killer would do,
-before it imports torch, which keeps the restarts cheap.
+before the cell loads any data.
 """
 
 from __future__ import annotations

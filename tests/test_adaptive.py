@@ -11,7 +11,7 @@ import pytest
 
 from bench.core.errors import BenchError
 from bench.core.intervals import half_width, rate_interval
-from bench.grid import driver, executors
+from bench.grid import driver
 from bench.grid.adaptive import SeedTarget, next_counts, seed_sequence
 from bench.grid.config import GridConfig
 from bench.grid.executors import ExecutorOptions
@@ -145,7 +145,7 @@ class _FakeCells:
         self.ran: list[tuple[str, str, int]] = []
         self.stop_after = stop_after
 
-    def __call__(self, cell, device="cpu", threads=None, on_step=None):
+    def __call__(self, cell, device="cpu", on_step=None):
         if self.stop_after is not None and len(self.ran) >= self.stop_after:
             raise KeyboardInterrupt
         self.ran.append((cell.method, cell.scheme, cell.seed))
@@ -168,7 +168,7 @@ GRID = GridConfig(
 
 
 def _run(run_dir, fake, monkeypatch, resume=False, rounds=None):
-    monkeypatch.setattr(executors, "run_cell", fake)
+    monkeypatch.setattr(driver, "run_cell", fake)
     monkeypatch.setattr(driver, "GridProgress", lambda total: GridProgress(total, live=False))
 
     def on_round(number, added):

@@ -97,6 +97,20 @@ def test_the_rules_reject_an_upward_import(tmp_path, monkeypatch):
     ]
 
 
+def test_no_executor_imports_another():
+    """One base per family, implementations beside it: an executor module reaches its folder
+    only through the base (and the signal helper)."""
+    shared = {"bench.grid.executors.base", "bench.grid.executors.signals"}
+    found = [
+        f"{module} imports {target}"
+        for module, path in _modules()
+        if module.startswith("bench.grid.executors.") and module not in shared
+        for target in _imports(path)
+        if target.startswith("bench.grid.executors") and target not in shared
+    ]
+    assert found == []
+
+
 @pytest.mark.parametrize("module", [m for m, _ in _modules()])
 def test_no_module_is_over_400_lines(module):
     path = dict(_modules())[module]

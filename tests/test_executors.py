@@ -7,15 +7,19 @@ Workers are real spawned processes (each imports torch), so the grids here are t
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import helpers_kill
 import pytest
 
 from bench.core.errors import BenchError
-from bench.grid import dask_executor, executors
+from bench.grid import driver
 from bench.grid.config import CellConfig
-from bench.grid.executors import ExecutorOptions, run_cells
+from bench.grid.driver import run_cells
+from bench.grid.executors import ExecutorOptions, choose_executor
+from bench.grid.executors import dask as dask_executor
+from bench.grid.runner import run_cell
 from bench.grid.store import read_records
 from bench.sampling.budget import Budget
 
@@ -58,8 +62,7 @@ def local_records():
 def dying_method(monkeypatch):
     """Executors hand workers ``helpers_kill.run_cell``, which kills the worker process
     running a ``helpers_kill.DIES`` cell (see that module for why not a registered method)."""
-    monkeypatch.setattr(executors, "run_cell", helpers_kill.run_cell)
-    monkeypatch.setattr(dask_executor, "run_cell", helpers_kill.run_cell)
+    monkeypatch.setattr(driver, "run_cell", helpers_kill.run_cell)
 
 
 def assert_died_twice(record, expected):
@@ -75,9 +78,8 @@ def test_dask_thread_cluster_gives_the_local_metrics(local_records):
     # One worker: threads of one process share torch's global random state.
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with Client(cluster) as client:
-            records = {
-                c.hash: r for c, r in dask_executor.run_on_dask(CELLS, ExecutorOptions(kind="dask"), client)
-            }
+            with dask_executor.DaskExecutor(ExecutorOptions(kind="dask"), client=client) as executor:
+                records = {c.hash: r for c, r in executor.map(partial(run_cell, device="cpu"), CELLS)}
     assert {h: metrics(r) for h, r in records.items()} == {h: metrics(r) for h, r in local_records.items()}
 
 
@@ -148,3 +150,49 @@ def test_cli_runs_a_grid_on_a_local_dask_cluster(tmp_path):
     records = read_records(out)
     assert len(records) == 2 and all(r["status"] == "ok" for r in records)
     assert {r["config"]["scheme"] for r in records} == {"uniform", "good-x5"}
+
+
+@pytest.mark.parametrize(
+    "kind, jobs, address, tasks, chosen",
+    [
+        (None, 4, None, 10, "process"),
+        (None, 4, None, 1, "local"),  # one task: no pool to start
+        (None, 1, None, 10, "local"),
+        (None, 1, "tcp://host:8786", 1, "dask"),  # --address implies dask
+        ("local", 4, None, 10, "local"),  # --executor wins
+        ("dask", 1, None, 1, "dask"),
+    ],
+)
+def test_one_rule_chooses_the_executor_for_every_command(kind, jobs, address, tasks, chosen):
+    assert choose_executor(kind, jobs, address, tasks) == chosen
+
+
+def test_an_address_with_another_executor_or_an_unknown_executor_is_refused():
+    with pytest.raises(BenchError, match="--address is for --executor dask"):
+        choose_executor("process", 2, "tcp://host:8786", 4)
+    with pytest.raises(BenchError, match="unknown executor 'proces'"):
+        choose_executor("proces", 2, None, 4)
+
+
+def test_a_cell_leaves_its_process_as_it_found_it_and_so_does_the_local_executor():
+    """Process-wide settings belong to where a worker starts, never to a cell: no thread count,
+    no deterministic-kernel switch, no global seed changes under a cell or a local grid."""
+    import random
+
+    import numpy as np
+    import torch
+
+    def state():
+        return (
+            torch.get_num_threads(),
+            torch.are_deterministic_algorithms_enabled(),
+            torch.random.get_rng_state().tolist(),
+            np.random.get_state()[1].tolist(),
+            random.getstate(),
+        )
+
+    before = state()
+    assert run_cell(CELLS[0])["status"] == "ok"
+    assert state() == before
+    run(CELLS[:1], kind="local", threads=2)
+    assert state() == before

@@ -12,9 +12,11 @@ from torch import nn
 import methods.base
 from bench.cli import main
 from bench.evaluation.health import (
+    class_signal,
     collapse_signs,
     effective_rank,
     embedding_spread,
+    is_collapsed,
     loss_curve,
     pc1_share,
     training_health,
@@ -42,32 +44,46 @@ def test_effective_rank_and_pc1_share_on_known_embeddings():
     assert effective_rank(torch.zeros(5, 4)) == 0.0 and effective_rank(torch.zeros(0, 4)) == 0.0
 
 
-def test_collapse_signs_each_fire_alone_and_spare_few_class_sets():
-    healthy = collapse_signs(rank=12.0, pc1=0.3, final_loss=0.01, collapse_loss=0.5, classes=19, dim=128)
-    assert not any(healthy.values())
-    assert collapse_signs(12.0, 0.51, 0.01, 0.5, 19, 128) == {
-        "one_direction": True,
-        "low_rank": False,
-        "stuck_loss": False,
-    }
-    assert collapse_signs(4.7, 0.3, 0.01, 0.5, 19, 128)["low_rank"]
-    assert not collapse_signs(4.8, 0.3, 0.01, 0.5, 19, 128)["low_rank"]
-    assert collapse_signs(12.0, 0.3, 0.45, 0.5, 19, 128)["stuck_loss"]  # 90% of the collapse value
-    assert not collapse_signs(12.0, 0.3, 0.44, 0.5, 19, 128)["stuck_loss"]
-    assert not collapse_signs(12.0, 0.3, 0.45, None, 19, 128)["stuck_loss"]
-    # Two classes: one direction and rank 1 are what a healthy binary embedding may look like.
-    assert not any(collapse_signs(1.0, 0.99, 0.01, 0.5, 2, 128).values())
-    assert not collapse_signs(12.0, 0.6, 0.01, 0.5, 3, 128)["one_direction"]  # 2/3 for three classes
+def test_class_signal_runs_from_chance_to_perfect():
+    assert class_signal(0.5, 2) == 0.0 and class_signal(1 / 19, 19) == pytest.approx(0.0)
+    assert class_signal(1.0, 10) == 1.0 and class_signal(0.55, 10) == pytest.approx(0.5)
+    assert class_signal(None, 10) is None and class_signal(1.0, 1) is None
+
+
+def test_collapse_signs_and_the_rule():
+    """No class signal flags alone; of the shape signs, any one shows on healthy fits, two flag."""
+
+    def signs(rank=40.0, pc1=0.3, final=0.01, signal=0.9, classes=19):
+        return collapse_signs(rank, pc1, final, 0.5, classes, 128, signal=signal)
+
+    assert not any(signs().values()) and not is_collapsed(signs())
+    assert signs(signal=0.19)["no_class_signal"] and is_collapsed(signs(signal=0.19))
+    assert not signs(signal=0.2)["no_class_signal"] and not signs(signal=None)["no_class_signal"]
+    assert signs(rank=8.9)["low_rank"] and not signs(rank=9.0)["low_rank"]  # below (19 - 1) / 2
+    assert signs(pc1=0.51)["one_direction"] and not signs(pc1=0.5)["one_direction"]
+    assert signs(final=0.45)["stuck_loss"] and not signs(final=0.44)["stuck_loss"]  # 90% of 0.5
+    assert not collapse_signs(40.0, 0.3, 0.45, None, 19, 128)["stuck_loss"]
+    for one in ({"rank": 8.0}, {"pc1": 0.9}, {"final": 0.5}):
+        assert not is_collapsed(signs(**one))
+    for two in ({"rank": 8.0, "pc1": 0.9}, {"rank": 8.0, "final": 0.5}, {"pc1": 0.9, "final": 0.5}):
+        assert is_collapsed(signs(**two))
+    # Two or three classes: a line or a plane is enough, so rank never counts as low there.
+    assert not signs(rank=1.0, classes=2)["low_rank"] and not signs(rank=1.0, classes=3)["low_rank"]
+    assert signs(rank=1.0, classes=4)["low_rank"]
 
 
 def test_training_health_record_entry():
     history = [0.5 * 0.97**i for i in range(600)]
-    health = training_health(embedding_spread(_isotropic()), 10, history, 0.5, every=10, steps=6000)
+    health = training_health(embedding_spread(_isotropic(), 0.95), 10, history, 0.5, every=10, steps=6000)
     assert health["collapsed"] is False and not any(health["signs"].values())
     assert health["final_loss"] == pytest.approx(history[-1], rel=1e-5)
+    assert health["class_signal"] == pytest.approx(0.9444, abs=1e-4) and health["rule"] == 2
     json.dumps(health)
+    # A stuck loss alone is no collapse (the embedding is spread out); without a class signal it is.
     stuck = training_health(embedding_spread(_isotropic()), 10, [0.5] * 60, 0.5, every=10, steps=600)
-    assert stuck["collapsed"] is True and stuck["signs"]["stuck_loss"]
+    assert stuck["signs"]["stuck_loss"] and stuck["class_signal"] is None and stuck["collapsed"] is False
+    chance = training_health(embedding_spread(_isotropic(), 0.1), 10, [0.5] * 60, 0.5, every=10, steps=600)
+    assert chance["signs"]["no_class_signal"] and chance["collapsed"] is True
 
 
 def test_loss_curve_is_cut_to_about_100_points_keeping_the_mean_and_the_last_step():
@@ -140,6 +156,7 @@ def test_a_collapsing_run_is_flagged_warned_and_reported(collapsed_run):
     (record,) = read_records(out)
     health = record["health"]
     assert health["collapsed"] is True and health["effective_rank"] < 3 and health["signs"]["stuck_loss"]
+    assert health["signs"]["no_class_signal"] and health["rule"] == 2
     assert health["loss_curve"]["step"][-1] == 30 and health["collapse_loss"] == 0.5
     warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and warnings[0].startswith("warning: siamese / uniform / seed 0 collapsed (")
@@ -147,7 +164,24 @@ def test_a_collapsing_run_is_flagged_warned_and_reported(collapsed_run):
     assert "### Training health" in text and "## inspection · trunk mlp, 30 steps, inputs pixel" in text
     assert "| siamese  | uniform  | 1 of 1      | 0 " in text
     assert (out / "plots" / "training-loss.png").stat().st_size > 5000
+    assert "carry no class signal" in text and " class signal " in text  # rule 2, and its column
     assert "- **Inputs:** `pixel`: each pixel standardized with the training split's" in text
+
+
+def test_report_states_the_rule_its_records_were_flagged_by(collapsed_run, tmp_path):
+    """Records written before rule 2 keep their flag, and their report states rule 1 without a
+    class-signal column (committed reports rebuild byte for byte)."""
+    from bench.report.cells import Cells
+    from bench.report.health import RULE_TEXTS, health_section
+
+    out, _ = collapsed_run
+    (record,) = read_records(out)
+    old = {k: v for k, v in record["health"].items() if k not in ("rule", "class_signal")}
+    old["signs"] = {k: v for k, v in old["signs"].items() if k != "no_class_signal"}
+    for health, rule, column in ((record["health"], 2, True), (old, 1, False)):
+        text = "\n".join(health_section(Cells([{**record, "health": health}]), tmp_path / "plots", ""))
+        assert RULE_TEXTS[rule] in text and (" class signal " in text) is column
+        assert "| 1 of 1 " in text
 
 
 def test_rerun_warns_when_the_record_comes_from_another_machine(collapsed_run, capsys):

@@ -179,6 +179,77 @@ def test_exact_ties_and_boundaries_match_library(miner, margin, reduction):
     assert bool((on_boundary > 0).all())  # the data reach both boundaries of every test
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("miner", MINERS)
+def test_margin_zero_ties_at_zero_distance_match_library(miner, normalize):
+    """Margin 0: a triplet whose positive and negative both coincide with the anchor is mined by
+    ``hard`` and ``all`` (t = 0 <= 0) but has zero loss. Points (1,0), (1,0), (1,0), (0,1) with
+    labels 0, 0, 1, 0: the library's loss is sqrt(2) over 2 active triplets of 6 mined."""
+    emb = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1, 0])
+    ref = _library(
+        emb, labels, miner, 0.0, "mean-nonzero", normalize, ExactLpDistance(normalize_embeddings=normalize)
+    )
+    leaf = emb.clone().requires_grad_(True)
+    out = mined_triplet_loss(leaf, labels, 0.0, miner, normalize=normalize)
+    out.loss.backward()
+    expected = {"semihard": (0, 0), "hard": (6, 2), "all": (6, 2), "batch-hard": (3, 2)}[miner]
+    assert (int(out.tuples), int(out.active)) == expected
+    assert int(out.tuples) == ref["triplets"][0].numel()
+    assert int(out.active) == int((ref["losses"] > 0).sum())
+    torch.testing.assert_close(out.loss.detach(), ref["loss"], rtol=1e-5, atol=1e-7)
+    if miner != "semihard":
+        assert float(out.loss.detach()) == pytest.approx(2**0.5, rel=1e-6)
+    _assert_close_to(leaf.grad, ref["grad"])
+
+
+def _exact_gradient(emb, ref, normalize):
+    """The gradient of the library's loss on its own triplets and active set, with each distance
+    measured exactly (zero gradient where two images coincide). Through cdist's matrix product,
+    coinciding images are apart by rounding noise, on which the library selects; recomputing its
+    loss on exact distances (``ExactLpDistance``) would change which triplets are active."""
+    a, p, n = ref["triplets"]
+    active = ref["losses"] > 0
+    leaf = emb.clone().requires_grad_(True)
+    u = torch.nn.functional.normalize(leaf) if normalize else leaf
+    dist = torch.cdist(u, u, compute_mode="donot_use_mm_for_euclid_dist")
+    terms = dist[a[active], p[active]] - dist[a[active], n[active]]
+    (terms.sum() / max(int(active.sum()), 1)).backward()
+    return leaf.grad
+
+
+def _drawn_with_ties(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` images drawn from ``n // 3`` points, with labels drawn independently: the same point
+    is often both an anchor's positive and its negative, so many distances are exactly 0."""
+    g = torch.Generator().manual_seed(seed)
+    points = torch.randint(-2, 3, (n // 3, 6), generator=g).float()
+    emb = points[torch.randint(0, len(points), (n,), generator=g)]
+    return emb, torch.randint(0, 3, (n,), generator=g)
+
+
+@pytest.mark.parametrize("n", [24, 64])  # cdist's direct path, then its matrix-product path
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("miner", MINERS)
+def test_random_margin_zero_batches_with_ties_match_library(miner, normalize, n):
+    zero_ties = 0
+    for seed in range(3):
+        emb, labels = _drawn_with_ties(seed, n)
+        ref = _library(emb, labels, miner, 0.0, "mean-nonzero", normalize)
+        leaf = emb.clone().requires_grad_(True)
+        out = mined_triplet_loss(leaf, labels, 0.0, miner, normalize=normalize)
+        out.loss.backward()
+        a, p, neg = ref["triplets"]
+        assert int(out.tuples) == a.numel()
+        assert int(out.active) == int((ref["losses"] > 0).sum())
+        assert torch.equal(out.negative_columns, torch.bincount(neg, minlength=n))
+        torch.testing.assert_close(out.loss.detach(), ref["loss"], rtol=1e-5, atol=1e-7)
+        _assert_close_to(leaf.grad, _exact_gradient(emb, ref, normalize))
+        dist = LpDistance(normalize_embeddings=normalize)(emb)
+        zero_ties += int(((dist[a, p] == 0) & (dist[a, neg] == 0)).sum())
+    if miner in ("hard", "all"):
+        assert zero_ties > 0  # the data reach the case: d_ap = d_an = 0, mined, zero loss
+
+
 @pytest.mark.parametrize("reduction", ["mean-nonzero", "mean"])
 def test_batch_hard_triplet_at_exactly_the_margin_is_mined_but_not_active(reduction):
     """Points 0, 1 (class 0) and 2, 3 (class 1) on a line, margin 1: anchors 0 and 3 have

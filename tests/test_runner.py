@@ -122,10 +122,12 @@ RUN_SEEDS_CELL = json.dumps(
 RUN_SEEDS = f"""
 import json, sys
 from bench.grid.config import CellConfig
+from bench.grid.executors import WorkerSettings
 from bench.grid.runner import run_cell
+WorkerSettings(threads=1).apply()  # what an executor's worker starts with
 for seed in sys.argv[1:]:
     cell = CellConfig.from_dict({{**json.loads({RUN_SEEDS_CELL!r}), "seed": int(seed)}})
-    print(json.dumps(run_cell(cell, threads=1), sort_keys=True))
+    print(json.dumps(run_cell(cell), sort_keys=True))
 """
 
 
@@ -137,6 +139,7 @@ def test_a_seed_gives_the_same_record_in_separate_processes_and_another_seed_a_d
     import os
 
     from bench.grid.config import CellConfig
+    from bench.grid.executors import WorkerSettings
     from bench.grid.runner import run_cell
 
     child = subprocess.Popen(
@@ -147,7 +150,8 @@ def test_a_seed_gives_the_same_record_in_separate_processes_and_another_seed_a_d
         env={**os.environ, "PYTHONHASHSEED": "123"},
     )
     cells = {seed: CellConfig.from_dict({**json.loads(RUN_SEEDS_CELL), "seed": seed}) for seed in (0, 1)}
-    here = {seed: run_cell(cells[seed], threads=1) for seed in (1, 0)}
+    with WorkerSettings(threads=1).applied():
+        here = {seed: run_cell(cells[seed]) for seed in (1, 0)}
     out, err = child.communicate(timeout=600)
     assert child.returncode == 0, err[-3000:]
     there = dict(enumerate(json.loads(line) for line in out.splitlines()))

@@ -8,7 +8,7 @@ import os
 
 from bench.core.errors import BenchError
 from bench.datasets.standardize import INPUTS
-from bench.grid.executors import EXECUTORS
+from bench.grid.executors import EXECUTORS, ExecutorOptions, choose_executor
 from bench.sampling.budget import Budget
 from bench.sampling.schemes import DEFAULT_SCHEMES
 
@@ -124,9 +124,10 @@ def add_execution_arguments(
     )
     parser.add_argument(
         "--executor",
-        choices=EXECUTORS,
+        choices=EXECUTORS.names(),
         help=f"where {unit} run: local (this process), process (a pool of --jobs workers) or "
-        f"dask (default: process when there are several {unit} and cores, else local)",
+        f"dask (default: dask with --address, else process when there are several {unit} and --jobs "
+        "is over 1, else local)",
     )
     parser.add_argument(
         "--jobs",
@@ -148,8 +149,24 @@ def check_execution(args: argparse.Namespace) -> None:
         raise BenchError(f"--threads must be at least 1 (got {args.threads})")
     if args.jobs < 1:
         raise BenchError(f"--jobs must be at least 1 (got {args.jobs})")
-    if args.address and args.executor not in (None, "dask"):
-        raise BenchError(f"--address is for --executor dask (got --executor {args.executor})")
+    choose_executor(args.executor, args.jobs, args.address, tasks=1)
+
+
+def execution_options(args: argparse.Namespace, tasks: int) -> ExecutorOptions:
+    """Where the work of a command runs, from its execution flags (checked: ``check_execution``),
+    by the one rule of every command (``bench.grid.executors.choose_executor``).
+
+    Args:
+        args: the parsed flags.
+        tasks: how many tasks the command has at most (cells, trials): one task runs locally.
+    """
+    return ExecutorOptions(
+        kind=choose_executor(args.executor, args.jobs, args.address, tasks),
+        device=args.device,
+        threads=args.threads or 1,
+        jobs=args.jobs,
+        address=args.address,
+    )
 
 
 def check_device(device: str) -> None:

@@ -13,13 +13,18 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.cli.flags import QUICK_BUDGET, QUICK_DATASET_OPTIONS, QUICK_SEEDS, check_execution
+from bench.cli.flags import (
+    QUICK_BUDGET,
+    QUICK_DATASET_OPTIONS,
+    QUICK_SEEDS,
+    check_execution,
+    execution_options,
+)
 from bench.core.errors import BenchError, unknown_name
 from bench.datasets.augment import parse_augment
 from bench.datasets.image_set import ImageSet
 from bench.grid.adaptive import SeedTarget
 from bench.grid.config import GridConfig, load_grid_toml
-from bench.grid.executors import ExecutorOptions
 from bench.grid.run_dir import CONFIG_FILE
 from bench.sampling.budget import Budget
 from bench.sampling.schemes import DEFAULT_SCHEMES
@@ -262,14 +267,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         return 0
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.out or f"results/{grid.dataset.replace(':', '_').replace('/', '_')}-{stamp}")
-    options = ExecutorOptions(
-        kind=args.executor
-        or ("dask" if args.address else "process" if args.jobs > 1 and len(grid.cells()) > 1 else "local"),
-        device=args.device,
-        threads=args.threads or 1,
-        jobs=args.jobs,
-        address=args.address,
-    )
+    options = execution_options(args, tasks=len(grid.cells()))
     with ExitStack() as held:
         locks = []
         if run_dir.exists():  # in use, or another grid's: say so before loading any data

@@ -10,10 +10,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench.cli.flags import add_execution_arguments, add_grid_arguments, check_execution
+from bench.cli.flags import add_execution_arguments, add_grid_arguments, check_execution, execution_options
 from bench.cli.run import check_data, grid_from_args
 from bench.cli.tables import print_table
-from bench.grid.executors import ExecutorOptions
 from bench.tune.config import OBJECTIVES, TUNE_SCHEMES, TuneConfig, tune_seeds
 
 
@@ -55,13 +54,7 @@ def tune_command(args: argparse.Namespace, console: Console) -> int:
     check_data(grid)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"results/tune-{grid.dataset.replace(':', '_').replace('/', '_')}-{stamp}")
-    options = ExecutorOptions(
-        kind=args.executor or ("dask" if args.address else "process" if args.jobs > 1 else "local"),
-        device=args.device,
-        threads=args.threads or 1,
-        jobs=args.jobs,
-        address=args.address,
-    )
+    options = execution_options(args, tasks=config.trials * len(grid.methods))
     console.print(
         f"tuning {', '.join(grid.methods)}: {config.trials} trials each, {config.fits_per_trial} fit(s) per trial,"
         f" {config.describe()}; into {out}"

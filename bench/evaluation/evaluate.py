@@ -92,7 +92,8 @@ def evaluate(
         ``metrics_by_rule`` ({rule: test metrics + retrieval}), ``val_metrics_by_rule``
         ({rule: compact metrics}), ``headline_rule``, ``embed_images_per_s`` (over the three
         splits), ``eval_s`` (wall time of this call, embedding included), ``embedding_2d`` and
-        ``test_spread`` (how many dimensions the test embeddings fill: ``embedding_spread``).
+        ``test_spread`` (how many dimensions the test embeddings fill and how often their nearest
+        training embedding has their class: ``embedding_spread``).
 
     Raises:
         BenchError: for an unknown headline rule, or the ``head`` rule on a method without one.
@@ -156,7 +157,7 @@ def evaluate(
         "embed_images_per_s": float(n_embedded / embed_s) if embed_s > 0 else None,
         "eval_s": float(time.perf_counter() - started),
         "embedding_2d": projection,
-        "test_spread": embedding_spread(emb["test"]),
+        "test_spread": embedding_spread(emb["test"], retrieval["precision_at_1_per_class"]),
     }
 
 

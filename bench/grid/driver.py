@@ -1,19 +1,27 @@
-"""The driver: resolve a grid, skip finished cells, run the rest, store each record at once."""
+"""The driver: resolve a grid, skip finished cells, run the rest on an executor, store each
+record at once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.core.errors import BenchError
 from bench.grid.adaptive import next_counts, seed_sequence
 from bench.grid.config import CellConfig, GridConfig
-from bench.grid.executors import ExecutorOptions, run_cells
+from bench.grid.executors import ExecutorOptions, TaskFailure, create_executor
 from bench.grid.lock import RunLock
 from bench.grid.progress import GridProgress
 from bench.grid.run_dir import claim_grid
+from bench.grid.runner import new_record, now, run_cell
 from bench.grid.store import ResultStore, latest_by_hash, read_records
+
+OnStart = Callable[[CellConfig], None]
+OnStep = Callable[[int, int], None]
 
 
 @dataclass
@@ -29,6 +37,50 @@ class GridOutcome:
     @property
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r["status"] != "ok"]
+
+
+def run_cells(
+    cells: list[CellConfig],
+    options: ExecutorOptions,
+    on_start: OnStart | None = None,
+    on_step: OnStep | None = None,
+) -> Iterator[tuple[CellConfig, dict[str, Any]]]:
+    """Run ``cells`` (``run_cell`` as tasks) on the executor ``options`` names, yielding (cell,
+    record) as each finishes. A cell whose task returned no record (its worker died twice, or
+    could not run it) gets a failed record; ``on_start`` and ``on_step`` (the live step bar)
+    reach only cells that run in this process.
+
+    Raises:
+        BenchError: an unknown executor, fewer than one job, an unreachable or lost Dask
+            scheduler; records finished before were yielded already.
+    """
+    with create_executor(options) as executor:
+        steps = {"on_step": on_step} if executor.in_process and on_step is not None else {}
+        task = partial(run_cell, device=options.device, **steps)
+        with closing(executor.map(task, cells, on_start)) as outcomes:
+            for cell, outcome in outcomes:
+                if isinstance(outcome, TaskFailure):
+                    if outcome.reason == "lost":
+                        raise BenchError(f"{cell.label}: {outcome.error}")
+                    outcome = failed_record(cell, options.device, outcome)
+                yield cell, outcome
+
+
+def failed_record(cell: CellConfig, device: str, failure: TaskFailure) -> dict[str, Any]:
+    """The failed record of a cell whose task returned none, shaped like ``run_cell``'s failed
+    records. ``env`` describes the driver: the worker is gone."""
+    from bench.core.environment import environment
+
+    record = {
+        **new_record(cell),
+        "error": failure.error,
+        "started_at": failure.started_at,
+        "env": environment(device),
+        "finished_at": now(),
+    }
+    if failure.traceback:
+        record["traceback"] = failure.traceback
+    return record
 
 
 def run_grid(

@@ -55,8 +55,10 @@ def rerun(
 ) -> tuple[dict, dict, list[str]]:
     """Rerun the cell ``hash_prefix`` of ``run_dir``; returns (record, new record, differences).
 
-    The new record is not written: the run directory is left as it was.
+    The new record is not written: the run directory is left as it was. The cell runs in this
+    process with the worker settings of ``threads`` torch threads, as an executor's would.
     """
+    from bench.grid.executors import WorkerSettings
     from bench.grid.runner import run_cell
 
     record = find_record(run_dir, hash_prefix)
@@ -65,7 +67,8 @@ def rerun(
         raise BenchError(
             f"record {record['hash']} does not match its own config (hash {cell.hash}); was it edited?"
         )
-    fresh = run_cell(cell, device=device, threads=threads)
+    with WorkerSettings(threads=threads).applied():
+        fresh = run_cell(cell, device=device)
     before, after = (r.get("dataset", {}).get("fingerprint") for r in (record, fresh))
     changed = (
         [f"dataset.fingerprint: recorded {before}, rerun {after} (the data files changed since)"]

@@ -1,6 +1,6 @@
 """The shared runner: one cell = dataset -> split -> plan -> method.fit -> evaluate -> record.
 
-``run_cell`` is a pure function of its CellConfig (plus where and how fast to run it), so any
+``run_cell`` is a pure function of its CellConfig (plus the device it runs on), so any
 executor can run it: in this process, in a process pool, or on a Dask worker. Only the driver
 (``bench.grid.driver``) writes records.
 """
@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-
-import numpy as np
-import torch
 
 from bench.core.environment import environment
 from bench.core.errors import BenchError
@@ -78,14 +74,6 @@ def create_cell_method(cell: CellConfig) -> tuple[Any, Budget]:
     return create_method(cell.method, trunk=cell.trunk, **params), budget
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch for one cell; deterministic kernels where torch has them."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
-
 def _finite(value: Any) -> Any:
     # JSON has no NaN: an undefined metric is recorded as null.
     if isinstance(value, float) and not math.isfinite(value):
@@ -114,17 +102,17 @@ def new_record(cell: CellConfig) -> dict[str, Any]:
     }
 
 
-def run_cell(
-    cell: CellConfig, device: str = "cpu", threads: int | None = None, on_step: StepCallback | None = None
-) -> dict[str, Any]:
+def run_cell(cell: CellConfig, device: str = "cpu", on_step: StepCallback | None = None) -> dict[str, Any]:
     """Run one cell and return its record (``status`` ``ok`` or ``failed``; never raises for a
-    failure inside the cell, except KeyboardInterrupt)."""
+    failure inside the cell, except KeyboardInterrupt).
+
+    It changes no process-wide state: the process's thread count and deterministic kernels
+    are its executor's (``bench.grid.executors.WorkerSettings``), and the method seeds its own
+    random generators from ``cell.seed``."""
     from bench.evaluation.evaluate import evaluate
     from bench.evaluation.health import training_health
     from methods.base import RECORD_EVERY
 
-    if threads:
-        torch.set_num_threads(threads)
     record = new_record(cell)
     try:
         splits, input_stats = prepare_inputs(cell)
@@ -145,7 +133,6 @@ def run_cell(
             record["dataset"]["augment"] = list(train.augment)
         memory = PeakMemory(device).start()  # what fit and evaluate add; not the data
         record["plan"] = plan.to_dict()
-        seed_everything(cell.seed)
         method, budget = create_cell_method(cell)
         t0 = time.perf_counter()
         method.fit(

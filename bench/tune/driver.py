@@ -1,5 +1,5 @@
 """The driver: open the tuning directory, hand out exactly the missing trials of every method to
-local, process-pool or Dask workers, and report each as it ends.
+the grid's executors (local, process-pool or Dask workers), and report each as it ends.
 
 Each task runs one trial, and a method gets ``trials`` minus its counted trials as tasks, so
 every method ends with the same number of trials however many workers run them. Tasks are
@@ -8,20 +8,16 @@ interleaved across methods, so an interrupted tuning has advanced every method a
 
 from __future__ import annotations
 
-import multiprocessing
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import ExitStack
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from bench.core.errors import BenchError
-from bench.grid.executors import ExecutorOptions, exit_with_parent
-from bench.grid.signals import workers_ignore_sigint
+from bench.grid.executors import ExecutorOptions, TaskFailure, create_executor
 from bench.tune.config import TuneConfig
 from bench.tune.study import (
     STUDY_FILE,
@@ -43,7 +39,7 @@ def tune(config: TuneConfig, out: Path, options: ExecutorOptions, resume: bool, 
 
     Raises:
         BenchError: ``out`` is in use by another tuning, holds another grid's study, or holds a
-            study and ``resume`` is off; a worker process died.
+            study and ``resume`` is off; a trial's worker died twice or could not run it.
         KeyboardInterrupt: the trials in flight are abandoned; finished ones are kept.
     """
     from filelock import FileLock, Timeout
@@ -74,7 +70,7 @@ def _tasks(storage: Any, config: TuneConfig, options: ExecutorOptions, journal: 
         counted = trial_counts(study)["counted"]
         per_method.append(
             [
-                TrialTask(config, method, slot, journal, options.device, options.threads)
+                TrialTask(config, method, slot, journal, options.device)
                 for slot in range(counted, config.trials)
             ]
         )
@@ -83,60 +79,30 @@ def _tasks(storage: Any, config: TuneConfig, options: ExecutorOptions, journal: 
 
 
 def _run(tasks: list[TrialTask], options: ExecutorOptions) -> Iterator[dict[str, Any]]:
+    """The trials as tasks on the executor ``options`` names (``bench.grid.executors``): the
+    grid's own local, process-pool and Dask executors, with their worker settings, Ctrl-C
+    handling and worker-death retry.
+
+    On a local Dask cluster (and in worker processes) the workers open the journal on this
+    machine; on the cluster at ``options.address`` they reach it through the scheduler
+    (optuna-integration's ``DaskStorage``).
+
+    Raises:
+        BenchError: a trial's worker died twice, a worker could not run a trial, or the
+            cluster dropped one.
+    """
     if not tasks:
         return
-    if options.kind == "local":
-        for task in tasks:
-            yield run_one_trial(task)
-    elif options.kind == "process":
-        yield from _run_pool(tasks, options.jobs)
-    else:
-        yield from _run_dask(tasks, options)
-
-
-def _run_pool(tasks: list[TrialTask], jobs: int) -> Iterator[dict[str, Any]]:
-    """A spawn-context pool of ``jobs`` workers (each loads the dataset once) runs the tasks."""
-    with workers_ignore_sigint():  # Ctrl-C is the driver's alone; the pool starts workers in submit
-        pool = ProcessPoolExecutor(
-            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent
-        )
-        futures = [pool.submit(run_one_trial, task) for task in tasks]
-    try:
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except BrokenProcessPool:
-                raise BenchError(
-                    "a worker process died; its trial is lost, finished trials are kept: continue with --resume"
-                ) from None
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            if process.is_alive():
-                process.terminate()
-        raise
-    pool.shutdown(wait=True)
-
-
-def _run_dask(tasks: list[TrialTask], options: ExecutorOptions) -> Iterator[dict[str, Any]]:
-    """The tasks on a Dask cluster: a local one (its workers open the journal on this machine),
-    or the one at ``options.address``, whose workers reach the journal through the scheduler
-    (optuna-integration's ``DaskStorage``)."""
-    from distributed import as_completed as dask_completed
-
-    from bench.grid.dask_executor import connect
-
-    with ExitStack() as stack:
-        client = connect(options, stack)
-        if options.address is not None:
-            tasks = _through_scheduler(tasks, client)
-        futures = [client.submit(run_one_trial, task, pure=False) for task in tasks]
-        try:
-            for future in dask_completed(futures):
-                yield future.result()
-        except BaseException:
-            client.cancel(futures)
-            raise
+    with create_executor(options) as executor:
+        if options.kind == "dask" and options.address is not None:
+            tasks = _through_scheduler(tasks, executor.client)
+        with closing(executor.map(run_one_trial, tasks)) as outcomes:
+            for task, outcome in outcomes:
+                if isinstance(outcome, TaskFailure):
+                    raise BenchError(
+                        f"a {task.method} trial: {outcome.error}; finished trials are kept: continue with --resume"
+                    )
+                yield outcome
 
 
 def _through_scheduler(tasks: list[TrialTask], client: Any) -> list[TrialTask]:

@@ -22,7 +22,7 @@ from bench.evaluation.metrics import classification_metrics
 from bench.evaluation.retrieval import retrieval_metrics
 from bench.evaluation.rules import predict_rules
 from bench.grid.config import CellConfig
-from bench.grid.runner import create_cell_method, prepare_cell, seed_everything
+from bench.grid.runner import create_cell_method, prepare_cell
 from bench.tune.config import TuneConfig
 
 
@@ -121,7 +121,6 @@ def run_trial(
         offset = index * steps
         splits, plan = prepare_cell(cell)
         train, val = splits.train, splits.val
-        seed_everything(cell.seed)
         model, budget = create_cell_method(cell)
 
         def probe(step: int, total: int, model=model, offset=offset, train=train, val=val) -> None:

@@ -194,7 +194,6 @@ class TrialTask:
         slot: which of the method's trials this is (seeds the sampler).
         storage: the journal's path, or a storage object every worker reaches (Dask).
         device: ``cpu`` or ``cuda``.
-        threads: torch threads.
     """
 
     config: TuneConfig
@@ -202,7 +201,6 @@ class TrialTask:
     slot: int
     storage: Any
     device: str = "cpu"
-    threads: int = 1
 
 
 def run_one_trial(task: TrialTask) -> dict[str, Any]:
@@ -212,12 +210,9 @@ def run_one_trial(task: TrialTask) -> dict[str, Any]:
     training diverged) or ``FAIL`` (an error, kept in its ``error`` attribute). Its user
     attributes keep the per-fit scores, the training steps consumed and the training time.
     """
-    import torch
-
     from bench.tune.objective import Pruned, TrialRun, run_trial
     from methods import get_method_class
 
-    torch.set_num_threads(task.threads)
     storage = open_storage(task.storage) if isinstance(task.storage, str | Path) else task.storage
     config = task.config
     study = optuna.load_study(
