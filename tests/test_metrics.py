@@ -52,7 +52,9 @@ def test_escape_rate_by_class_separates_the_severity_levels():
     y_pred = [0, 0, 1, 0, 0, 1, 2, 1, 3, 2, 0, 0, 3, 2]
     m = classification_metrics(y_true, y_pred, codes, good_index=0)
     assert m["escape_rate"] == pytest.approx(3 / 10)
-    assert m["escape_rate_by_class"] == pytest.approx({"defect-33": 1 / 4, "defect-67": 0.0, "defect-100": 2 / 4})
+    assert m["escape_rate_by_class"] == pytest.approx(
+        {"defect-33": 1 / 4, "defect-67": 0.0, "defect-100": 2 / 4}
+    )
     assert list(m["escape_rate_by_class"]) == ["defect-33", "defect-67", "defect-100"]  # class order
     # A good class in the middle, a defect class absent from the truth (None), no good class.
     by_class = escape_rate_by_class([1, 0, 0, 2], [1, 1, 2, 1], ("a", "ok", "b", "c"), good_index=1)
