@@ -171,6 +171,7 @@ def test_a_collapsing_run_is_flagged_warned_and_reported(collapsed_run):
 def test_report_states_the_rule_its_records_were_flagged_by(collapsed_run, tmp_path):
     """Records written before rule 2 keep their flag, and their report states rule 1 without a
     class-signal column (committed reports rebuild byte for byte)."""
+    from bench.grid.record import Record
     from bench.report.cells import Cells
     from bench.report.health import RULE_TEXTS, health_section
 
@@ -179,7 +180,7 @@ def test_report_states_the_rule_its_records_were_flagged_by(collapsed_run, tmp_p
     old = {k: v for k, v in record["health"].items() if k not in ("rule", "class_signal")}
     old["signs"] = {k: v for k, v in old["signs"].items() if k != "no_class_signal"}
     for health, rule, column in ((record["health"], 2, True), (old, 1, False)):
-        text = "\n".join(health_section(Cells([{**record, "health": health}]), tmp_path / "plots", ""))
+        text = "\n".join(health_section(Cells([Record.from_dict({**record, "health": health})]), tmp_path / "plots", ""))
         assert RULE_TEXTS[rule] in text and (" class signal " in text) is column
         assert "| 1 of 1 " in text
 
@@ -217,6 +218,7 @@ def test_records_carry_a_machine_fingerprint():
 def test_records_without_inputs_or_health_add_nothing_to_the_report(tmp_path):
     from pathlib import Path
 
+    from bench.grid.record import INPUTS_FIELD, Record
     from bench.report import load_records
     from bench.report.build import study_title
     from bench.report.cells import Cells, study_inputs, study_key
@@ -224,13 +226,17 @@ def test_records_without_inputs_or_health_add_nothing_to_the_report(tmp_path):
     from bench.report.overview import setup_section
 
     records = load_records(Path(__file__).parent / "fixtures" / "run")
-    assert not any("inputs" in r["config"] or "health" in r for r in records)
+    # Made before inputs and health existed: the reader reads their inputs as raw, not recorded.
+    assert all(
+        r.config.inputs == "raw" and not r.recorded(INPUTS_FIELD) and r.health is None for r in records
+    )
     cells = Cells(records)
     assert health_section(cells, tmp_path / "plots", "") == []
     assert not (tmp_path / "plots").exists()
     setup = "\n".join(setup_section(records, cells))
     assert "Inputs" not in setup and "cpu_capability" not in setup
-    assert study_title(records[0]["config"], study_inputs(records)) == "inspection · trunk mlp, 600 steps"
+    assert study_title(records[0].config, study_inputs(records)) == "inspection · trunk mlp, 600 steps"
     # New raw records share a study with the old ones (made on raw pixels), and name it.
-    new = [{**records[0], "config": {**records[0]["config"], "inputs": "raw"}}]
+    new = [Record.from_dict(records[0].to_dict())]
+    assert new[0].recorded(INPUTS_FIELD)
     assert study_key(new[0]) == study_key(records[0]) and study_inputs(records + new) == "raw"

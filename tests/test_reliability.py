@@ -13,7 +13,10 @@ from helpers_processes import pool_workers
 
 from bench.cli import main
 from bench.core.errors import BenchError
+from bench.grid.config import CellConfig
 from bench.grid.store import ResultStore, read_records
+
+CONFIG = CellConfig("inspection", "siamese", "uniform", 0).to_dict()  # a record's cell, for the store tests
 
 GRID = [
     "run",
@@ -126,19 +129,19 @@ def test_full_disk_is_a_clear_error(tmp_path):
     store = ResultStore(tmp_path)
     (tmp_path / "results.jsonl").symlink_to("/dev/full")
     with pytest.raises(BenchError, match="could not write a record"):
-        store.append({"hash": "a", "status": "ok", "config": {}})
+        store.append({"hash": "a", "status": "ok", "config": CONFIG})
 
 
 def test_a_failed_write_keeps_earlier_records(tmp_path, monkeypatch):
     store = ResultStore(tmp_path)
-    store.append({"hash": "a", "status": "ok", "config": {}})
+    store.append({"hash": "a", "status": "ok", "config": CONFIG})
 
     def no_space(fd):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", no_space)
     with pytest.raises(BenchError, match="No space left"):
-        store.append({"hash": "b", "status": "ok", "config": {}})
+        store.append({"hash": "b", "status": "ok", "config": CONFIG})
     monkeypatch.undo()
     assert read_records(tmp_path)[0]["hash"] == "a"
 

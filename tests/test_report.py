@@ -27,8 +27,8 @@ def test_fixture_is_small_and_complete():
     assert FIXTURE.stat().st_size < 300_000
     records = load_records(FIXTURE.parent)
     assert len(records) == 36  # the rerun of one hash keeps only its later ok line
-    assert sum(r["status"] == "failed" for r in records) == 1
-    methods = {r["config"]["method"] for r in records}
+    assert sum(r.status == "failed" for r in records) == 1
+    methods = {r.config.method for r in records}
     assert methods == {"siamese", "mean-anchor-triplet", "mined-triplet", "classifier"}
 
 
@@ -80,7 +80,7 @@ def test_torn_last_line_is_skipped_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="not valid JSON"):
         records = load_records(tmp_path)
     expected = {json.loads(line)["hash"] for line in lines[:-1]}
-    assert {r["hash"] for r in records} == expected
+    assert {r.hash for r in records} == expected
     with pytest.warns(UserWarning, match="not valid JSON"):
         assert write_report(tmp_path).exists()
 

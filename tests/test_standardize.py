@@ -15,6 +15,7 @@ from bench.datasets import ImageSet, Splits, load_dataset, split_dataset
 from bench.datasets.standardize import STD_FLOOR_SHARE, fit_input_stats, standardize_splits
 from bench.grid import runner
 from bench.grid.config import CellConfig, GridConfig
+from bench.grid.record import Record
 from bench.sampling.budget import Budget
 from methods import registry
 from methods.classifier import Classifier
@@ -94,7 +95,7 @@ def test_a_record_without_inputs_means_raw_and_keeps_its_hash():
     # raw-pixel inspection study (results/inspection/results.jsonl at commit bfd87ac).
     record = json.loads((ROOT / "tests" / "fixtures" / "record-before-inputs.json").read_text())
     assert "inputs" not in record["config"]
-    cell = CellConfig.from_dict(record["config"])
+    cell = Record.from_dict({**record, "status": "ok"}).config  # the record reader fills it in
     assert cell.inputs == "raw" and cell.hash == record["hash"]
     # A new grid defaults to pixel, a different cell (and hash) from the raw one.
     new = GridConfig(methods=(cell.method,), schemes=(cell.scheme,), seeds=(cell.seed,)).cells()[0]

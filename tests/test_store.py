@@ -10,9 +10,11 @@ from bench.grid.config import CellConfig, GridConfig, load_grid_toml
 from bench.grid.store import ResultStore, latest_by_hash, read_records
 from bench.sampling.budget import Budget
 
+CONFIG = CellConfig("inspection", "siamese", "uniform", 0).to_dict()
+
 
 def record(h, status="ok", **extra):
-    return {"schema_version": 1, "hash": h, "status": status, "config": {}, **extra}
+    return {"schema_version": 2, "hash": h, "status": status, "config": CONFIG, **extra}
 
 
 def test_appended_records_read_back_in_order(tmp_path):

@@ -25,13 +25,10 @@ from dataclasses import asdict, dataclass
 
 from bench.core.errors import BenchError
 from bench.core.intervals import half_width, rate_interval, t_interval
+from bench.grid.record_parts import HEADLINE_METRICS
 
-#: What a target can be set on: the headline metrics of a record (rates, in %).
-TARGET_METRICS = {
-    "accuracy": ("metrics", "accuracy"),
-    "escape": ("metrics", "escape_rate"),
-    "overkill": ("metrics", "overkill_rate"),
-}
+#: What a target can be set on: the headline rates of a record (the one table the report reads too).
+TARGET_METRICS = HEADLINE_METRICS
 
 Group = tuple[str, str]  # (method, scheme)
 
@@ -79,8 +76,8 @@ class SeedTarget:
 
     @property
     def path(self) -> tuple[str, ...]:
-        """Where the target metric sits in a record."""
-        return TARGET_METRICS[self.metric]
+        """Where the target metric sits in a record's JSON (``metrics.<field>``)."""
+        return ("metrics", TARGET_METRICS[self.metric])
 
 
 def seed_sequence(start: Sequence[int], count: int) -> list[int]:

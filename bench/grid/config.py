@@ -26,8 +26,8 @@ class CellConfig:
     change speed, not what is computed.
 
     ``inputs`` (how images are standardized) is in the hash except at its legacy value
-    ``raw``: records made before it existed carry no ``inputs`` key, were made on raw pixels,
-    and keep their hashes (``from_dict`` reads a missing key as ``raw``).
+    ``raw``: records made before it existed were made on raw pixels and keep their hashes (the
+    record reader, ``bench.grid.record``, reads their missing key as ``raw``).
 
     ``augment`` is None for the dataset's own augmentation (``ImageSet.augment``), or the
     transforms that replace it (``()`` for none); it is in the hash only when given, so cells
@@ -64,7 +64,6 @@ class CellConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CellConfig:
         data = dict(data)
-        data.setdefault("inputs", LEGACY_INPUTS)
         data["budget"] = Budget(**data.get("budget", {}))
         for key in ("params", "dataset_options", "scheme_options"):
             data[key] = _frozen_items(data.get(key) or {})

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BenchError
-from bench.grid.config import CellConfig
-from bench.grid.store import latest_by_hash, read_records
+from bench.grid.record import Record
+from bench.grid.store import latest_by_hash, load_records
 
 
-def find_record(run_dir: Path, hash_prefix: str) -> dict[str, Any]:
+def find_record(run_dir: Path, hash_prefix: str) -> Record:
     """The record in ``run_dir`` whose hash starts with ``hash_prefix`` (unique prefix required)."""
-    records = latest_by_hash(read_records(run_dir))
+    records = latest_by_hash(load_records(run_dir))
     if not records:
         raise BenchError(f"{run_dir} holds no readable records")
     matches = [h for h in records if h.startswith(hash_prefix)]
@@ -53,7 +53,8 @@ def metric_differences(before: Any, after: Any, path: str = "metrics", tol: floa
 def rerun(
     run_dir: Path, hash_prefix: str, device: str = "cpu", threads: int = 1
 ) -> tuple[dict, dict, list[str]]:
-    """Rerun the cell ``hash_prefix`` of ``run_dir``; returns (record, new record, differences).
+    """Rerun the cell ``hash_prefix`` of ``run_dir``; returns (record, new record, differences),
+    both records as JSON of the current schema version.
 
     The new record is not written: the run directory is left as it was. The cell runs in this
     process with the worker settings of ``threads`` torch threads, as an executor's would.
@@ -61,25 +62,27 @@ def rerun(
     from bench.grid.executors import WorkerSettings
     from bench.grid.runner import run_cell
 
-    record = find_record(run_dir, hash_prefix)
-    cell = CellConfig.from_dict(record["config"])
-    if cell.hash != record["hash"]:
+    found = find_record(run_dir, hash_prefix)
+    cell = found.config
+    if cell.hash != found.hash:
         raise BenchError(
-            f"record {record['hash']} does not match its own config (hash {cell.hash}); was it edited?"
+            f"record {found.hash} does not match its own config (hash {cell.hash}); was it edited?"
         )
+    record = found.to_dict()
     with WorkerSettings(threads=threads).applied():
         fresh = run_cell(cell, device=device)
-    before, after = (r.get("dataset", {}).get("fingerprint") for r in (record, fresh))
+    again = Record.from_dict(fresh)
+    before, after = (r.dataset.fingerprint if r.dataset else None for r in (found, again))
     changed = (
         [f"dataset.fingerprint: recorded {before}, rerun {after} (the data files changed since)"]
         if before and after and before != after
         else []
     )
-    if fresh["status"] != "ok" or record["status"] != "ok":
+    if again.status != "ok" or found.status != "ok":
         diffs = (
             []
-            if fresh["status"] == record["status"]
-            else [f"status: recorded {record['status']!r}, rerun {fresh['status']!r} ({fresh.get('error')})"]
+            if again.status == found.status
+            else [f"status: recorded {found.status!r}, rerun {again.status!r} ({again.error})"]
         )
         return record, fresh, changed + diffs
     diffs = changed + metric_differences(record.get("metrics"), fresh.get("metrics"))

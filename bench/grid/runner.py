@@ -7,11 +7,11 @@ executor can run it: in this process, in a process pool, or on a Dask worker. On
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,17 @@ from bench.datasets import ImageSet, Splits, split_dataset
 from bench.datasets.standardize import InputStats, standardize_splits
 from bench.grid.config import CellConfig
 from bench.grid.data_cache import cached_dataset
-from bench.grid.store import SCHEMA_VERSION
+from bench.grid.record import (
+    DatasetInfo,
+    Health,
+    InputsInfo,
+    Metrics,
+    Projection,
+    Record,
+    Sampling,
+    Timing,
+    ValMetrics,
+)
 from bench.sampling.budget import LR_PARAM, Budget, method_budget
 from bench.sampling.plan import BalancePlan
 from bench.sampling.schemes import make_plan
@@ -44,10 +54,7 @@ def prepare_inputs(cell: CellConfig) -> tuple[Splits, InputStats | None]:
     splits = prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed)
     if cell.augment is not None:
         splits = Splits(
-            *(
-                dataclasses.replace(part, augment=cell.augment)
-                for part in (splits.train, splits.val, splits.test)
-            )
+            *(replace(part, augment=cell.augment) for part in (splits.train, splits.val, splits.test))
         )
     return standardize_splits(splits, cell.inputs)
 
@@ -90,21 +97,18 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _started(cell: CellConfig) -> Record:
+    return Record(hash=cell.hash, config=cell, status="failed", error=None, started_at=now())
+
+
 def new_record(cell: CellConfig) -> dict[str, Any]:
-    """A cell's record before it runs: keyed and configured, ``failed`` until it succeeds."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "hash": cell.hash,
-        "config": cell.to_dict(),
-        "status": "failed",
-        "error": None,
-        "started_at": now(),
-    }
+    """A cell's record before it runs, as JSON: keyed and configured, ``failed`` until it succeeds."""
+    return _started(cell).to_dict()
 
 
 def run_cell(cell: CellConfig, device: str = "cpu", on_step: StepCallback | None = None) -> dict[str, Any]:
-    """Run one cell and return its record (``status`` ``ok`` or ``failed``; never raises for a
-    failure inside the cell, except KeyboardInterrupt).
+    """Run one cell and return its record as JSON (``Record.to_dict``: ``status`` ``ok`` or
+    ``failed``; never raises for a failure inside the cell, except KeyboardInterrupt).
 
     It changes no process-wide state: the process's thread count and deterministic kernels
     are its executor's (``bench.grid.executors.WorkerSettings``), and the method seeds its own
@@ -113,26 +117,27 @@ def run_cell(cell: CellConfig, device: str = "cpu", on_step: StepCallback | None
     from bench.evaluation.health import training_health
     from methods.base import RECORD_EVERY
 
-    record = new_record(cell)
+    record = _started(cell)
     try:
         splits, input_stats = prepare_inputs(cell)
         plan = cell_plan(cell, splits.train)
         train = splits.train
-        record["dataset"] = {
-            "name": train.name,
-            "classes": list(train.classes),
-            "good": train.classes[train.good_index] if train.good_index is not None else None,
-            "image_shape": list(train.image_shape),
-            "counts": splits.counts_by_code(),
-            "source": train.source,
-            "inputs": input_stats.describe() if input_stats else {"mode": cell.inputs},
-        }
-        if train.fingerprint:
-            record["dataset"]["fingerprint"] = train.fingerprint
-        if train.augment:
-            record["dataset"]["augment"] = list(train.augment)
+        record = replace(
+            record,
+            dataset=DatasetInfo(
+                name=train.name,
+                classes=tuple(train.classes),
+                good=train.classes[train.good_index] if train.good_index is not None else None,
+                image_shape=tuple(train.image_shape),
+                counts=splits.counts_by_code(),
+                source=train.source,
+                inputs=InputsInfo.from_json(input_stats.describe() if input_stats else {"mode": cell.inputs}),
+                fingerprint=train.fingerprint or None,
+                augment=tuple(train.augment) or None,
+            ),
+        )
         memory = PeakMemory(device).start()  # what fit and evaluate add; not the data
-        record["plan"] = plan.to_dict()
+        record = replace(record, plan=plan.to_dict())
         method, budget = create_cell_method(cell)
         t0 = time.perf_counter()
         method.fit(
@@ -156,33 +161,36 @@ def run_cell(cell: CellConfig, device: str = "cpu", on_step: StepCallback | None
             RECORD_EVERY,
             budget.steps,
         )
-        record.update(
+        projection = result.get("embedding_2d")
+        record = replace(
+            record,
             status="ok",
             params=method.get_params() | ({LR_PARAM: budget.lr} if LR_PARAM in cell.params_dict else {}),
             headline_rule=result["headline_rule"],
-            metrics=result["metrics"],
-            metrics_by_rule=result["metrics_by_rule"],
-            val_metrics_by_rule=result.get("val_metrics_by_rule", {}),
-            embedding_2d=result.get("embedding_2d"),
-            sampling=sampling,
-            health=health,
-            timing={
-                "train_s": round(train_s, 4),
-                "train_images_per_s": round(sampling.get("images_seen", 0) / max(train_s, 1e-9), 1),
-                "embed_images_per_s": round(result["embed_images_per_s"], 1),
-                "eval_s": round(result["eval_s"], 4),
-                "fit_eval_peak_rss_mb": memory.peak_mb(),
+            metrics=Metrics.from_json(result["metrics"]),
+            metrics_by_rule={r: Metrics.from_json(m) for r, m in result["metrics_by_rule"].items()},
+            val_metrics_by_rule={
+                r: ValMetrics.from_json(m) for r, m in result.get("val_metrics_by_rule", {}).items()
             },
+            embedding_2d=None if projection is None else Projection.from_json(projection),
+            sampling=Sampling.from_json(sampling),
+            health=Health.from_json(health),
+            timing=Timing(
+                train_s=round(train_s, 4),
+                train_images_per_s=round(sampling.get("images_seen", 0) / max(train_s, 1e-9), 1),
+                embed_images_per_s=round(result["embed_images_per_s"], 1),
+                eval_s=round(result["eval_s"], 4),
+                fit_eval_peak_rss_mb=memory.peak_mb(),
+                fit_eval_peak_cuda_mb=memory.cuda_peak_mb(),
+            ),
         )
-        if memory.cuda_peak_mb() is not None:
-            record["timing"]["fit_eval_peak_cuda_mb"] = memory.cuda_peak_mb()
     except KeyboardInterrupt:
         raise
     except BenchError as exc:
-        record["error"] = str(exc)
+        record = replace(record, error=str(exc))
     except Exception as exc:  # a failing cell is recorded; the grid goes on
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        record["traceback"] = traceback.format_exc(limit=8)
-    record["env"] = environment(device)
-    record["finished_at"] = now()
-    return _finite(record)
+        record = replace(
+            record, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8)
+        )
+    record = replace(record, env=environment(device), finished_at=now())
+    return _finite(record.to_dict())

@@ -2,7 +2,8 @@
 
 Each line is appended, flushed and fsynced the moment its cell finishes, so an interruption
 loses at most the cell in flight. Reading tolerates a torn last line (a crash mid-write) and
-foreign lines: they are skipped with a warning and the rest is kept.
+foreign lines: they are skipped with a warning and the rest is kept. Every line is read by the
+record reader, ``bench.grid.record.Record.from_dict``, which converts older schema versions.
 """
 
 from __future__ import annotations
@@ -10,20 +11,26 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.core.errors import BenchError
+from bench.grid.record import SCHEMA_VERSION, Record, RecordError
 
-SCHEMA_VERSION = 1
+__all__ = ["RESULTS_FILE", "SCHEMA_VERSION", "ResultStore", "latest_by_hash", "load_records", "read_records"]
+
 RESULTS_FILE = "results.jsonl"
 
+R = TypeVar("R", Record, dict)
 
-def read_records(run_dir: Path) -> list[dict[str, Any]]:
-    """Every well-formed record in ``run_dir/results.jsonl``, in file order.
 
-    Lines that are not JSON objects with a ``hash``, a ``status`` and a ``config`` (a torn write, foreign
-    content) are skipped with a warning naming the line.
+def load_records(run_dir: Path) -> list[Record]:
+    """Every readable record in ``run_dir/results.jsonl``, in file order, as the current ``Record``
+    (each read by ``Record.from_dict``, which converts older versions).
+
+    Lines that are not records (a torn write, foreign content, a record of a newer bench) are
+    skipped with a warning naming the line and why.
     """
     path = Path(run_dir) / RESULTS_FILE
     if not path.exists():
@@ -34,32 +41,43 @@ def read_records(run_dir: Path) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                data = json.loads(line)
             except json.JSONDecodeError:
                 warnings.warn(
                     f"{path}:{number}: skipped a line that is not valid JSON (torn write?)", stacklevel=2
                 )
                 continue
-            if not (
-                isinstance(record, dict)
-                and "hash" in record
-                and "status" in record
-                and isinstance(record.get("config"), dict)
-            ):
-                warnings.warn(f"{path}:{number}: skipped a line that is not a bench record", stacklevel=2)
-                continue
-            records.append(record)
+            try:
+                records.append(Record.from_dict(data))
+            except RecordError as exc:
+                warnings.warn(
+                    f"{path}:{number}: skipped a line that is not a bench record: {exc}", stacklevel=2
+                )
     return records
 
 
-def latest_by_hash(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """One record per cell hash: the last ``ok`` one if any, else the last one."""
-    out: dict[str, dict[str, Any]] = {}
+def read_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``load_records`` as JSON objects of the current schema version, for code
+    that lists or compares them as JSON."""
+    return [record.to_dict() for record in load_records(run_dir)]
+
+
+def latest_by_hash(records: Iterable[R]) -> dict[str, R]:
+    """One record per cell hash: the last ``ok`` one if any, else the last one (records or their
+    JSON objects)."""
+    out: dict[str, R] = {}
     for record in records:
-        current = out.get(record["hash"])
-        if current is None or record["status"] == "ok" or current["status"] != "ok":
-            out[record["hash"]] = record
+        key, status = _key(record)
+        current = out.get(key)
+        if current is None or status == "ok" or _key(current)[1] != "ok":
+            out[key] = record
     return out
+
+
+def _key(record: Record | dict[str, Any]) -> tuple[str, str]:
+    if isinstance(record, Record):
+        return record.hash, record.status
+    return record["hash"], record["status"]
 
 
 class ResultStore:
@@ -81,14 +99,16 @@ class ResultStore:
 
     def finished_hashes(self) -> set[str]:
         """Hashes of cells with an ``ok`` record (what ``--resume`` skips)."""
-        return {r["hash"] for r in read_records(self.run_dir) if r["status"] == "ok"}
+        return {r.hash for r in load_records(self.run_dir) if r.status == "ok"}
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Append one record durably (write, flush, fsync).
+    def append(self, record: Record | dict[str, Any]) -> None:
+        """Append one record (a ``Record`` or its JSON object) durably (write, flush, fsync).
 
         Raises:
             BenchError: the write failed (disk full, permissions); earlier records are intact.
         """
+        if isinstance(record, Record):
+            record = record.to_dict()
         line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
         try:
             with open(self.path, "a", encoding="utf-8") as fh:

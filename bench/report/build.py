@@ -13,16 +13,18 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.core.atomic import write_text_atomic
+from bench.grid.record import CellConfig, Record
 from bench.report.cells import (
     PLOTS_DIR,
     REPORT_FILE,
     Cells,
+    as_records,
     canonical,
-    dig,
     load_records,
     study_config,
     study_inputs,
@@ -47,24 +49,22 @@ from bench.report.seed_target import seed_target_section
 logger = logging.getLogger(__name__)
 
 
-def study_title(cfg: dict, inputs: str | None = None) -> str:
-    budget = cfg.get("budget") or {}
-    steps = f", {budget['steps']} steps" if "steps" in budget else ""
+def study_title(cfg: CellConfig, inputs: str | None = None) -> str:
     named = f", inputs {inputs}" if inputs else ""
-    return f"{cfg.get('dataset')} · trunk {cfg.get('trunk')}{steps}{named}"
+    return f"{cfg.dataset} · trunk {cfg.trunk}, {cfg.budget.steps} steps{named}"
 
 
-def studies(records: Iterable[dict]) -> list[list[dict]]:
-    groups: dict[str, list[dict]] = defaultdict(list)
+def studies(records: Iterable[Record]) -> list[list[Record]]:
+    groups: dict[str, list[Record]] = defaultdict(list)
     for rec in records:
         groups[study_key(rec)].append(rec)
-    return [sorted(groups[k], key=lambda r: r["hash"]) for k in sorted(groups)]
+    return [sorted(groups[k], key=lambda r: r.hash) for k in sorted(groups)]
 
 
-def study_titles(grouped: Sequence[list[dict]]) -> list[str]:
+def study_titles(grouped: Sequence[list[Record]]) -> list[str]:
     """One heading per study of ``studies(...)``; studies that the short title cannot tell apart
     get the settings that differ between them appended (``· cost_escape=5.0``)."""
-    short = [study_title(s[0]["config"], study_inputs(s)) for s in grouped]
+    short = [study_title(s[0].config, study_inputs(s)) for s in grouped]
     same: dict[str, list[dict]] = defaultdict(list)
     for title, study in zip(short, grouped, strict=True):
         same[title].append(study_config(study[0]))
@@ -75,9 +75,10 @@ def study_titles(grouped: Sequence[list[dict]]) -> list[str]:
     ]
 
 
-def render_report(records: Sequence[dict], plot_dir: Path) -> str:
-    """The markdown of the report for ``records``; writes the plots into ``plot_dir``."""
-    grouped = studies(records)
+def render_report(records: Sequence[Record | Mapping[str, Any]], plot_dir: Path) -> str:
+    """The markdown of the report for ``records`` (or their JSON objects, read by
+    ``Record.from_dict``); writes the plots into ``plot_dir``."""
+    grouped = studies(as_records(records))
     out = [
         "# Benchmark report",
         "",
@@ -95,14 +96,14 @@ def render_report(records: Sequence[dict], plot_dir: Path) -> str:
         return "\n".join([*out, "No records yet.", ""])
     used: set[str] = set()
     for study, title in zip(grouped, study_titles(grouped), strict=True):
-        cfg = study[0]["config"]
+        cfg = study[0].config
         prefix = slug(title)
         while prefix in used:  # titles that differ only in characters a file name drops
             prefix += "-b"
         used.add(prefix)
         cells = Cells(study)
-        good = next((dig(r, "dataset", "good") for r in study if dig(r, "dataset", "good")), None)
-        rule = cfg.get("headline_rule", "knn5")
+        good = next((r.dataset.good for r in study if r.dataset and r.dataset.good), None)
+        rule = cfg.headline_rule
         out += [f"## {title}", ""]
         out += setup_section(study, cells)
         out += headline_section(cells, rule)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.core.canonical import canonical_json as canonical
-from bench.grid.store import latest_by_hash, read_records
+from bench.grid.record import INPUTS_FIELD, Record
+from bench.grid.store import latest_by_hash
+from bench.grid.store import load_records as read_run
 from bench.report.stats import summarize
 from bench.sampling.names import BASELINE_SCHEME, good_x_weight
 
@@ -23,48 +26,52 @@ REFERENCE_SCHEME = "good-x5"
 #: scheme (with options) and seed. Every other field of a cell's config separates studies, so
 #: each field that enters a cell's hash either separates cells in the report or labels them.
 CELL_FIELDS = ("method", "params", "scheme", "scheme_options", "seed")
-#: What a study reads for a config field a record lacks: records made before ``inputs`` existed
-#: were made on raw pixels, so they share a study with new ``raw`` records.
-STUDY_DEFAULTS = {"inputs": "raw"}
+
+#: What the report reads from a record: a number (or None) per record.
+Value = Callable[[Record], Any]
 
 
 # --------------------------------------------------------------------------- records
 
 
-def load_records(run_dir: str | os.PathLike) -> list[dict]:
+def load_records(run_dir: str | os.PathLike) -> list[Record]:
     """The records of ``run_dir/results.jsonl``, one per cell hash.
 
-    Torn or foreign lines are skipped with a warning (``bench.grid.store.read_records``); when a
+    Torn or foreign lines are skipped with a warning (``bench.grid.store.load_records``); when a
     hash occurs several times (a rerun), the last ``ok`` record wins, else the last record.
     """
-    return list(latest_by_hash(read_records(Path(run_dir))).values())
+    return list(latest_by_hash(read_run(Path(run_dir))).values())
 
 
-def dig(d: dict | None, *keys, default=None):
-    for key in keys:
-        if not isinstance(d, dict) or key not in d:
-            return default
-        d = d[key]
-    return default if d is None else d
+def as_records(records: Iterable[Record | Mapping[str, Any]]) -> list[Record]:
+    """Records, with their JSON objects read by the record reader (``Record.from_dict``)."""
+    return [r if isinstance(r, Record) else Record.from_dict(r) for r in records]
 
 
-def is_ok(rec: dict) -> bool:
-    return rec.get("status") == "ok" and isinstance(rec.get("metrics"), dict)
+def headline(name: str) -> Value:
+    """A record's headline rate ``name`` (``accuracy``, ``escape``, ``overkill``: the record's
+    ``HEADLINE_METRICS``, the table the seed-target rule reads too)."""
+    return lambda rec: rec.headline(name)
 
 
-def study_config(rec: dict) -> dict:
+def options(rec: Record, options_field: str) -> dict:
+    """A table of the record's cell (``params``, ``scheme_options``, ``dataset_options``) as a dict."""
+    return dict(getattr(rec.config, options_field))
+
+
+def study_config(rec: Record) -> dict:
     """What a record shares with every other record of its study: its config but the cell fields."""
-    config = {**STUDY_DEFAULTS, **rec["config"]}
-    return {k: v for k, v in config.items() if k not in CELL_FIELDS}
+    return {k: v for k, v in rec.config.to_dict().items() if k not in CELL_FIELDS}
 
 
-def study_key(rec: dict) -> str:
+def study_key(rec: Record) -> str:
     return canonical(study_config(rec))
 
 
-def study_inputs(records: Sequence[dict]) -> str | None:
-    """The ``inputs`` a study's records name; None when none does (all made before it existed)."""
-    return next((r["config"]["inputs"] for r in records if r["config"].get("inputs")), None)
+def study_inputs(records: Sequence[Record]) -> str | None:
+    """The ``inputs`` a study's records name; None when none does (all made before ``--inputs``:
+    their ``raw`` is the reader's, ``Record.inferred``)."""
+    return next((r.config.inputs for r in records if r.recorded(INPUTS_FIELD)), None)
 
 
 def method_key(name: str) -> tuple:
@@ -129,33 +136,33 @@ def variant_tags(variants: Sequence[dict]) -> dict[str, str]:
     return plain if len(set(plain.values())) == len(plain) else tags(canonical)
 
 
-def labels_by_hash(records: Sequence[dict], name_field: str, options_field: str) -> dict[str, str]:
+def labels_by_hash(records: Sequence[Record], name_field: str, options_field: str) -> dict[str, str]:
     """A display label per record hash: the name (method or scheme), plus a tag of its
     ``options_field`` where one name ran with several settings in the same study."""
     variants: dict[str, list[dict]] = defaultdict(list)
     for rec in records:
-        variants[rec["config"].get(name_field, "?")].append(rec["config"].get(options_field) or {})
+        variants[getattr(rec.config, name_field)].append(options(rec, options_field))
     tags = {name: variant_tags(v) for name, v in variants.items() if len({canonical(x) for x in v}) > 1}
     labels = {}
     for rec in records:
-        name = rec["config"].get(name_field, "?")
-        options = canonical(rec["config"].get(options_field) or {})
-        labels[rec["hash"]] = f"{name} ({tags[name][options]})" if name in tags else name
+        name = getattr(rec.config, name_field)
+        settings = canonical(options(rec, options_field))
+        labels[rec.hash] = f"{name} ({tags[name][settings]})" if name in tags else name
     return labels
 
 
-def method_labels(records: Sequence[dict]) -> dict[str, str]:
+def method_labels(records: Sequence[Record]) -> dict[str, str]:
     """A display label per record hash: the method, tagged with the hyperparameters that differ
     where one method ran with several sets in the same study."""
     return labels_by_hash(records, "method", "params")
 
 
-def shared_settings(records: Sequence[dict], name_field: str, options_field: str) -> dict[str, dict]:
+def shared_settings(records: Sequence[Record], name_field: str, options_field: str) -> dict[str, dict]:
     """Non-empty settings of each name that ran with one setting only (shown in the set-up; the
     names with several settings carry them in their labels)."""
     seen: dict[str, set[str]] = defaultdict(set)
     for rec in records:
-        seen[rec["config"].get(name_field, "?")].add(canonical(rec["config"].get(options_field) or {}))
+        seen[getattr(rec.config, name_field)].add(canonical(options(rec, options_field)))
     return {
         name: json.loads(next(iter(v))) for name, v in sorted(seen.items()) if len(v) == 1 and v != {"{}"}
     }
@@ -168,17 +175,17 @@ class Cells:
     when their configs are equal; the later hash of such a pair is kept in ``duplicates``.
     """
 
-    def __init__(self, records: Sequence[dict]):
+    def __init__(self, records: Sequence[Record]):
         self.labels = method_labels(records)
         self.scheme_labels = labels_by_hash(records, "scheme", "scheme_options")
-        self.by_cell: dict[tuple[str, str], dict[int, dict]] = defaultdict(dict)
+        self.by_cell: dict[tuple[str, str], dict[int, Record]] = defaultdict(dict)
         self.duplicates: list[str] = []
-        for rec in sorted(records, key=lambda r: r["hash"]):
-            if is_ok(rec):
-                seeds = self.by_cell[(self.labels[rec["hash"]], self.scheme_labels[rec["hash"]])]
-                seed = rec["config"].get("seed", 0)
+        for rec in sorted(records, key=lambda r: r.hash):
+            if rec.ok:
+                seeds = self.by_cell[(self.labels[rec.hash], self.scheme_labels[rec.hash])]
+                seed = rec.config.seed
                 if seed in seeds:
-                    self.duplicates.append(rec["hash"])
+                    self.duplicates.append(rec.hash)
                 else:
                     seeds[seed] = rec
         self.methods = sorted({m for m, _ in self.by_cell}, key=method_key)
@@ -187,15 +194,16 @@ class Cells:
     def cells(self) -> list[tuple[str, str]]:
         return [(m, s) for m in self.methods for s in self.schemes if (m, s) in self.by_cell]
 
-    def values(self, method: str, scheme: str, *path) -> dict[int, float | None]:
-        return {seed: dig(rec, *path) for seed, rec in sorted(self.by_cell.get((method, scheme), {}).items())}
+    def values(self, method: str, scheme: str, value: Value) -> dict[int, float | None]:
+        """``value`` of each seed's record, by seed."""
+        return {seed: value(rec) for seed, rec in sorted(self.by_cell.get((method, scheme), {}).items())}
 
-    def summary(self, method: str, scheme: str, *path, scale: float = 1.0) -> dict:
-        """Mean and plain Student-t interval over seeds of the value at ``path`` times ``scale``."""
-        vals = [None if v is None else float(v) * scale for v in self.values(method, scheme, *path).values()]
+    def summary(self, method: str, scheme: str, value: Value, scale: float = 1.0) -> dict:
+        """Mean and plain Student-t interval over seeds of ``value`` times ``scale``."""
+        vals = [None if v is None else float(v) * scale for v in self.values(method, scheme, value).values()]
         return summarize(vals)
 
-    def rate(self, method: str, scheme: str, *path) -> dict:
-        """Mean and logit-scale interval over seeds of the rate at ``path``, in % (stays in 0–100)."""
-        vals = [None if v is None else float(v) * 100 for v in self.values(method, scheme, *path).values()]
+    def rate(self, method: str, scheme: str, value: Value) -> dict:
+        """Mean and logit-scale interval over seeds of the rate ``value``, in % (stays in 0–100)."""
+        vals = [None if v is None else float(v) * 100 for v in self.values(method, scheme, value).values()]
         return summarize(vals, rate_scale=100.0)

@@ -3,11 +3,16 @@ the baseline scheme (``bench.report.paired``), with verdicts worded from Holm-ad
 
 from __future__ import annotations
 
-from bench.report.cells import BASELINE_SCHEME, REFERENCE_METHOD, REFERENCE_SCHEME, Cells, scheme_key
+from bench.report.cells import (
+    BASELINE_SCHEME,
+    REFERENCE_METHOD,
+    REFERENCE_SCHEME,
+    Cells,
+    headline,
+    scheme_key,
+)
 from bench.report.format import interval, num, seeds_text
 from bench.report.paired import PAIRED_METRICS, families, p_phrase, power_phrase, significant
-
-_ESCAPE = ("metrics", "escape_rate")
 
 
 def _overlap(a: dict, b: dict) -> bool:
@@ -27,7 +32,7 @@ def _test_verdict(cmp: dict) -> str:
 
 
 def _method_answer(cells: Cells, method: str, escape_family: dict) -> str:
-    escapes = {s: cells.rate(method, s, *_ESCAPE) for s in cells.schemes}
+    escapes = {s: cells.rate(method, s, headline("escape")) for s in cells.schemes}
     escapes = {s: v for s, v in escapes.items() if v["mean"] is not None}
     if not escapes:
         return f"- **{method}**: no escape rate was measured (no good class, or no finished cell)."
@@ -100,7 +105,7 @@ def _diagnosis(method: str, comparisons: dict[str, dict]) -> str:
             " so the evidence is weak"
         )
     parts = []
-    for metric, _ in PAIRED_METRICS:
+    for metric in PAIRED_METRICS:
         c = comparisons[metric]
         ci = f"CI {interval(c)}, " if c["ci_low"] is not None else ""
         parts.append(f"{metric} {num(c['mean_diff'], 1)} pp ({ci}{p_phrase(c, metric)})")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import plots
-from bench.report.cells import BASELINE_SCHEME, REFERENCE_SCHEME, Cells, dig, good_k
+from bench.report.cells import BASELINE_SCHEME, REFERENCE_SCHEME, Cells, good_k, headline
 
 
 def plot_section(cells: Cells, plot_dir: Path, prefix: str, good: str | None, rule: str) -> list[str]:
@@ -19,12 +19,12 @@ def plot_section(cells: Cells, plot_dir: Path, prefix: str, good: str | None, ru
             total = None
             labels = None
             for rec in cells.by_cell.get((m, s), {}).values():
-                conf = dig(rec, "metrics", "confusion")
-                if not conf:
+                conf = rec.metrics.confusion
+                if conf is None or not (conf.labels or conf.matrix):
                     continue
-                mat = np.asarray(conf["matrix"], dtype=np.int64)
+                mat = np.asarray(conf.matrix, dtype=np.int64)
                 if total is None:
-                    total, labels = mat, list(conf["labels"])
+                    total, labels = mat, list(conf.labels)
                 elif mat.shape == total.shape:
                     total = total + mat
             if total is not None:
@@ -38,9 +38,9 @@ def plot_section(cells: Cells, plot_dir: Path, prefix: str, good: str | None, ru
     for m in cells.methods:
         seeds = cells.by_cell.get((m, BASELINE_SCHEME)) or {}
         for seed in sorted(seeds):
-            proj = seeds[seed].get("embedding_2d")
-            if proj and proj.get("x"):
-                projections[f"{m} (seed {seed})"] = proj
+            proj = seeds[seed].embedding_2d
+            if proj is not None and proj.x:
+                projections[f"{m} (seed {seed})"] = proj.to_json()
                 break
     if projections:
         path = plot_dir / f"{prefix}embedding.png"
@@ -49,8 +49,8 @@ def plot_section(cells: Cells, plot_dir: Path, prefix: str, good: str | None, ru
 
     if cells.cells():
         panels = {
-            "accuracy (%)": {(m, s): cells.rate(m, s, "metrics", "accuracy") for m, s in cells.cells()},
-            "escape rate (%)": {(m, s): cells.rate(m, s, "metrics", "escape_rate") for m, s in cells.cells()},
+            "accuracy (%)": {(m, s): cells.rate(m, s, headline("accuracy")) for m, s in cells.cells()},
+            "escape rate (%)": {(m, s): cells.rate(m, s, headline("escape")) for m, s in cells.cells()},
         }
         path = plot_dir / f"{prefix}accuracy-escape.png"
         plots.plot_bars(path, cells.methods, cells.schemes, panels)
@@ -63,8 +63,8 @@ def plot_section(cells: Cells, plot_dir: Path, prefix: str, good: str | None, ru
             points = [
                 (
                     good_k(s),
-                    cells.rate(m, s, "metrics", "escape_rate"),
-                    cells.rate(m, s, "metrics", "overkill_rate"),
+                    cells.rate(m, s, headline("escape")),
+                    cells.rate(m, s, headline("overkill")),
                 )
                 for s in k_schemes
                 if (m, s) in cells.by_cell

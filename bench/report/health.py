@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.report import plots
-from bench.report.cells import Cells, dig
+from bench.report.cells import Cells
 from bench.report.format import num, table
 
 #: Each version of the ``collapsed`` rule, as the section states it.
@@ -60,35 +60,35 @@ def health_section(cells: Cells, plot_dir: Path, prefix: str) -> list[str]:
     versions: set[int] = set()
     # Records from before the class signal leave its column out (their reports rebuild unchanged).
     signals = any(
-        (rec.get("health") or {}).get("class_signal") is not None
+        rec.health is not None and rec.health.class_signal is not None
         for by_seed in cells.by_cell.values()
         for rec in by_seed.values()
     )
     for m, s in cells.cells():
-        seeds = {seed: rec["health"] for seed, rec in cells.by_cell[(m, s)].items() if rec.get("health")}
+        seeds = {seed: rec.health for seed, rec in cells.by_cell[(m, s)].items() if rec.health is not None}
         if not seeds:
             continue
-        collapsed = [seed for seed, h in seeds.items() if h.get("collapsed")]
-        finals = [h["final_loss"] for h in seeds.values() if h.get("final_loss") is not None]
-        collapse = {h["collapse_loss"] for h in seeds.values() if h.get("collapse_loss") is not None}
-        versions.update(h.get("rule", 1) for h in seeds.values())
-        signal = [h["class_signal"] for h in seeds.values() if h.get("class_signal") is not None]
+        collapsed = [seed for seed, h in seeds.items() if h.collapsed]
+        finals = [h.final_loss for h in seeds.values() if h.final_loss is not None]
+        collapse = {h.collapse_loss for h in seeds.values() if h.collapse_loss is not None}
+        versions.update(h.rule or 1 for h in seeds.values())
+        signal = [h.class_signal for h in seeds.values() if h.class_signal is not None]
         rows.append(
             {
                 "method": m,
                 "scheme": s,
                 "collapsed": f"{len(collapsed)} of {len(seeds)}",
                 "collapsed seeds": ", ".join(str(seed) for seed in sorted(collapsed)) or "–",
-                "effective rank": _range([h["effective_rank"] for h in seeds.values()], 1),
-                "PC1 share %": _range([100 * h["pc1_share"] for h in seeds.values()], 0),
+                "effective rank": _range([h.effective_rank for h in seeds.values()], 1),
+                "PC1 share %": _range([100 * h.pc1_share for h in seeds.values()], 0),
                 **({"class signal": _range(signal, 2)} if signals else {}),
                 "final loss": _range(finals, 4),
                 "collapse value": _range(sorted(collapse), 4),
             }
         )
         for seed, h in sorted(seeds.items()):
-            if dig(h, "loss_curve", "step"):
-                curves.setdefault(m, []).append((s, seed, h["loss_curve"], bool(h.get("collapsed"))))
+            if h.loss_curve is not None and h.loss_curve.step:
+                curves.setdefault(m, []).append((s, seed, h.loss_curve.to_json(), bool(h.collapsed)))
         collapse_values.setdefault(m, set()).update(collapse)
     if not rows:
         return []

@@ -10,19 +10,18 @@ pair of methods under every scheme), Holm-adjusted like the scheme comparisons
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from itertools import combinations
 
-from bench.report.cells import Cells
+from bench.report.cells import Cells, Value, headline
 from bench.report.format import table
 from bench.report.paired import PAIRED_METRICS, adjust_family, comparison_columns, family_heading
 from bench.report.stats import ALPHA, paired_comparison
 
 
-def method_pair(cells: Cells, first: str, second: str, scheme: str, path: Sequence[str]) -> dict:
+def method_pair(cells: Cells, first: str, second: str, scheme: str, value: Value) -> dict:
     """``first`` minus ``second`` under ``scheme`` on the seeds both ran (in points)."""
-    a = cells.values(first, scheme, *path)
-    b = cells.values(second, scheme, *path)
+    a = cells.values(first, scheme, value)
+    b = cells.values(second, scheme, value)
     seeds = sorted(set(a) & set(b))
 
     def points(d):
@@ -31,8 +30,8 @@ def method_pair(cells: Cells, first: str, second: str, scheme: str, path: Sequen
     return paired_comparison(points(a), points(b))
 
 
-def method_family(cells: Cells, path: Sequence[str]) -> dict[tuple[str, str, str], dict]:
-    """Every ``(scheme, first, second)`` comparison on ``path``, each with ``p_holm`` (adjusted
+def method_family(cells: Cells, value: Value) -> dict[tuple[str, str, str], dict]:
+    """Every ``(scheme, first, second)`` comparison on ``value``, each with ``p_holm`` (adjusted
     within the family) and ``family`` (how many tests it holds)."""
     keys = [
         (s, a, b)
@@ -40,7 +39,7 @@ def method_family(cells: Cells, path: Sequence[str]) -> dict[tuple[str, str, str
         for a, b in combinations(cells.methods, 2)
         if (a, s) in cells.by_cell and (b, s) in cells.by_cell
     ]
-    return adjust_family({key: method_pair(cells, key[1], key[2], key[0], path) for key in keys})
+    return adjust_family({key: method_pair(cells, key[1], key[2], key[0], value) for key in keys})
 
 
 def method_pairs_section(cells: Cells) -> list[str]:
@@ -57,8 +56,8 @@ def method_pairs_section(cells: Cells) -> list[str]:
         f" difference counts as significant only when *p Holm* < {ALPHA:g}.",
         "",
     ]
-    for metric, path in PAIRED_METRICS:
-        comparisons = method_family(cells, path)
+    for metric in PAIRED_METRICS:
+        comparisons = method_family(cells, headline(metric))
         if not comparisons:
             continue
         rows = [

@@ -3,27 +3,54 @@ recall."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from bench.grid.record import Metrics
 from bench.report import plots
-from bench.report.cells import Cells, dig
+from bench.report.cells import Cells, Value
 from bench.report.format import mean_ci, num, rate_ci, table
 from bench.report.overview import cost_columns
 
-_RULE_RATES = (
-    ("accuracy %", "accuracy"),
-    ("balanced acc %", "balanced_accuracy"),
-    ("macro F1 %", "macro_f1"),
-    ("escape %", "escape_rate"),
-    ("overkill %", "overkill_rate"),
-    ("defect confusion %", "defect_confusion_rate"),
+_RULE_RATES: tuple[tuple[str, Callable[[Metrics], float | None]], ...] = (
+    ("accuracy %", lambda m: m.accuracy),
+    ("balanced acc %", lambda m: m.balanced_accuracy),
+    ("macro F1 %", lambda m: m.macro_f1),
+    ("escape %", lambda m: m.escape_rate),
+    ("overkill %", lambda m: m.overkill_rate),
+    ("defect confusion %", lambda m: m.defect_confusion_rate),
 )
-_RETRIEVAL_COLUMNS = (
-    ("P@1 %", "precision_at_1"),
-    ("R-precision %", "r_precision"),
-    ("MAP@R %", "map_at_r"),
-    ("P@1 per class %", "precision_at_1_per_class"),
-    ("R-precision per class %", "r_precision_per_class"),
-    ("MAP@R per class %", "map_at_r_per_class"),
+_RETRIEVAL_COLUMNS: tuple[tuple[str, Callable[[Metrics], float | None]], ...] = (
+    ("P@1 %", lambda m: m.precision_at_1),
+    ("R-precision %", lambda m: m.r_precision),
+    ("MAP@R %", lambda m: m.map_at_r),
+    ("P@1 per class %", lambda m: m.precision_at_1_per_class),
+    ("R-precision per class %", lambda m: m.r_precision_per_class),
+    ("MAP@R per class %", lambda m: m.map_at_r_per_class),
 )
+
+
+def _by_rule(rule: str, get: Callable[[Metrics], float | None]) -> Value:
+    """A value of ``rule``'s test metrics (None for a record without that rule)."""
+
+    def value(rec):
+        metrics = (rec.metrics_by_rule or {}).get(rule)
+        return None if metrics is None else get(metrics)
+
+    return value
+
+
+def _val_accuracy(rule: str) -> Value:
+    """``rule``'s accuracy on the validation split."""
+
+    def value(rec):
+        metrics = (rec.val_metrics_by_rule or {}).get(rule)
+        return None if metrics is None else metrics.accuracy
+
+    return value
+
+
+def _recall(code: str) -> Value:
+    return lambda rec: (rec.metrics.per_class_recall or {}).get(code)
 
 
 def _rules_of(cells: Cells, method: str) -> list[str]:
@@ -34,7 +61,7 @@ def _rules_of(cells: Cells, method: str) -> list[str]:
         for (m, _), seeds in cells.by_cell.items()
         if m == method
         for rec in seeds.values()
-        for rule in (rec.get("metrics_by_rule") or {})
+        for rule in (rec.metrics_by_rule or {})
     }
     return [r for r in RULES if r in seen] + sorted(seen - set(RULES))
 
@@ -47,16 +74,19 @@ def method_sections(cells: Cells, rule: str) -> list[str]:
         for s in schemes:
             for r in _rules_of(cells, m):
                 row = {"scheme": s, "rule": f"**{r}**" if r == rule else r}
-                for col, key in _RULE_RATES:
-                    row[col] = rate_ci(cells.rate(m, s, "metrics_by_rule", r, key))
-                for col, path in cost_columns(cells, short=True):
-                    row[col] = mean_ci(cells.summary(m, s, "metrics_by_rule", r, *path), 1)
-                row["val accuracy %"] = rate_ci(cells.rate(m, s, "val_metrics_by_rule", r, "accuracy"))
+                for col, get in _RULE_RATES:
+                    row[col] = rate_ci(cells.rate(m, s, _by_rule(r, get)))
+                for col, cost in cost_columns(cells, short=True):
+                    row[col] = mean_ci(cells.summary(m, s, _by_rule(r, cost)), 1)
+                row["val accuracy %"] = rate_ci(cells.rate(m, s, _val_accuracy(r)))
                 rows.append(row)
         retrieval = [
             {
                 "scheme": s,
-                **{col: rate_ci(cells.rate(m, s, "metrics", key)) for col, key in _RETRIEVAL_COLUMNS},
+                **{
+                    col: rate_ci(cells.rate(m, s, lambda rec, get=get: get(rec.metrics)))
+                    for col, get in _RETRIEVAL_COLUMNS
+                },
             }
             for s in schemes
         ]
@@ -65,17 +95,14 @@ def method_sections(cells: Cells, rule: str) -> list[str]:
                 c
                 for s in schemes
                 for rec in cells.by_cell[(m, s)].values()
-                for c in dig(rec, "metrics", "per_class_recall", default={})
+                for c in rec.metrics.per_class_recall or {}
             },
             key=plots.code_key,
         )
         recall = [
             {
                 "scheme": s,
-                **{
-                    c: num(cells.summary(m, s, "metrics", "per_class_recall", c, scale=100)["mean"], 1)
-                    for c in codes
-                },
+                **{c: num(cells.summary(m, s, _recall(c), scale=100)["mean"], 1) for c in codes},
             }
             for s in schemes
         ]

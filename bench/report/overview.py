@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from bench.grid.record import PEAK_RSS_FIELD, DatasetInfo, Metrics, Record, Sampling, Timing
 from bench.report import plots
 from bench.report.cells import (
     Cells,
+    Value,
     canonical,
-    dig,
-    is_ok,
+    headline,
     method_key,
     scheme_key,
     settings_text,
@@ -22,34 +23,33 @@ from bench.report.cells import (
 from bench.report.format import cell_text, mean_ci, num, rate_ci, table
 
 
-def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
-    cfg = records[0]["config"]
-    ok = [r for r in records if is_ok(r)]
-    described = sorted(ok or records, key=lambda r: (r["config"].get("seed", 0), r["hash"]))[0]
-    ds = described.get("dataset") or {}
-    budget = cfg.get("budget") or {}
-    seeds = sorted({r["config"].get("seed", 0) for r in records})
-    good = ds.get("good")
-    share = cfg.get("good_share")
+def setup_section(records: Sequence[Record], cells: Cells) -> list[str]:
+    cfg = records[0].config
+    ok = [r for r in records if r.ok]
+    described = sorted(ok or records, key=lambda r: (r.config.seed, r.hash))[0]
+    ds = described.dataset or DatasetInfo()
+    budget = cfg.budget.to_dict()
+    seeds = sorted({r.config.seed for r in records})
+    good = ds.good
+    share = cfg.good_share
     lines = [
-        f"- **Dataset:** `{ds.get('name', cfg.get('dataset'))}`"
-        + (f" ({cell_text(ds['source'])})" if ds.get("source") else "")
-        + f"; {len(ds.get('classes', []))} classes, good class `{good}`"
-        + (f", images {ds['image_shape'][0]} x {ds['image_shape'][1]}" if ds.get("image_shape") else ""),
+        f"- **Dataset:** `{cfg.dataset if ds.name is None else ds.name}`"
+        + (f" ({cell_text(ds.source)})" if ds.source else "")
+        + f"; {len(ds.classes or ())} classes, good class `{good}`"
+        + (f", images {ds.image_shape[0]} x {ds.image_shape[1]}" if ds.image_shape else ""),
         *_inputs_line(study_inputs(records), ds),
-        f"- **Trunk:** `{cfg.get('trunk')}`; **budget:** "
-        + ", ".join(f"{k} {budget[k]}" for k in sorted(budget)),
+        f"- **Trunk:** `{cfg.trunk}`; **budget:** " + ", ".join(f"{k} {budget[k]}" for k in sorted(budget)),
         f"- **Seeds:** {', '.join(str(s) for s in seeds)} ({len(seeds)})",
-        f"- **Headline rule:** `{cfg.get('headline_rule', 'knn5')}`; **costs:** escape {cfg.get('cost_escape')},"
-        f" overkill {cfg.get('cost_overkill')}; **production good share:** "
+        f"- **Headline rule:** `{cfg.headline_rule}`; **costs:** escape {cfg.cost_escape},"
+        f" overkill {cfg.cost_overkill}; **production good share:** "
         + ("the test mix" if share is None else f"{share}"),
         f"- **Cells:** {len(ok)} ok, {len(records) - len(ok)} failed; "
         f"methods {', '.join(f'`{m}`' for m in cells.methods) or '–'}; "
         f"schemes {', '.join(f'`{s}`' for s in cells.schemes) or '–'}",
     ]
     lines += params_source_lines(records, cells)
-    if cfg.get("dataset_options"):
-        lines.append(f"- **Dataset options:** {settings_text(cfg['dataset_options'])}")
+    if cfg.dataset_options:
+        lines.append(f"- **Dataset options:** {settings_text(dict(cfg.dataset_options))}")
     for title, name_field, options_field in (
         ("Method hyperparameters", "method", "params"),
         ("Scheme options", "scheme", "scheme_options"),
@@ -59,7 +59,7 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
             lines.append(
                 f"- **{title}:** " + "; ".join(f"`{name}` {settings_text(v)}" for name, v in shared.items())
             )
-    prints = sorted({dig(r, "dataset", "fingerprint") for r in ok if dig(r, "dataset", "fingerprint")})
+    prints = sorted({r.dataset.fingerprint for r in ok if r.dataset and r.dataset.fingerprint})
     if len(prints) == 1:
         lines.append(f"- **Data files:** fingerprint `{prints[0]}` (paths, sizes and modification times)")
     elif prints:
@@ -72,13 +72,13 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
             f"- **Not counted:** {len(cells.duplicates)} record(s) with the config of another under a"
             f" different hash: {', '.join(f'`{h}`' for h in cells.duplicates)}"
         )
-    starts = sorted(r["started_at"] for r in records if r.get("started_at"))
-    ends = sorted(r["finished_at"] for r in records if r.get("finished_at"))
+    starts = sorted(r.started_at for r in records if r.started_at)
+    ends = sorted(r.finished_at for r in records if r.finished_at)
     if starts and ends:
         lines.append(f"- **Run span:** {starts[0]} to {ends[-1]}")
     out = ["### Setup", "", *lines, ""]
 
-    counts = ds.get("counts") or {}
+    counts = ds.counts or {}
     if counts:
         codes = sorted({c for split in counts.values() for c in split}, key=plots.code_key)
         rows = [
@@ -87,7 +87,7 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
         ]
         rows.append({"class": "**total**", **{s: str(sum(counts[s].values())) for s in counts}})
         out += [
-            f"<details><summary>Class counts per split (seed {described['config'].get('seed', 0)})</summary>",
+            f"<details><summary>Class counts per split (seed {described.config.seed})</summary>",
             "",
             table(rows),
             "</details>",
@@ -95,45 +95,48 @@ def setup_section(records: Sequence[dict], cells: Cells) -> list[str]:
         ]
 
     env_keys = ("bench", "python", "torch", "pytorch_metric_learning", "device", "threads", "git_commit")
-    # The machine fingerprint, where the records carry it (records before it existed rebuild unchanged).
+    # The machine fingerprint's keys, where the records carry them.
     machine = ("cpu", "cpu_capability", "blas", "gpu", "numpy")
-    env_keys += tuple(k for k in machine if any(dig(r, "env", k) is not None for r in records))
-    envs = sorted({canonical({k: dig(r, "env", k) for k in env_keys}) for r in records if r.get("env")})
+    env_keys += tuple(k for k in machine if any((r.env or {}).get(k) is not None for r in records))
+    envs = sorted({canonical({k: r.env.get(k) for k in env_keys}) for r in records if r.env})
     if envs:
         out += ["**Environment:**", "", table([{k: str(v) for k, v in json.loads(e).items()} for e in envs])]
     return out
 
 
-def params_source_lines(records: Sequence[dict], cells: Cells) -> list[str]:
+def params_source_lines(records: Sequence[Record], cells: Cells) -> list[str]:
     """Where each method's parameters came from, when some record says (``bench run
-    --params-from``); nothing for records without a ``params_source``, so older reports stay as
-    they were."""
-    if not any(r.get("params_source") for r in records):
+    --params-from``); nothing when none does."""
+    if not any(r.params_source for r in records):
         return []
     sources: dict[str, set[str]] = defaultdict(set)
     for rec in records:
-        sources[cells.labels.get(rec["hash"], "?")].add(
-            rec.get("params_source") or "defaults and method_params"
-        )
+        sources[cells.labels.get(rec.hash, "?")].add(rec.params_source or "defaults and method_params")
     parts = [f"`{m}`: {cell_text('; '.join(sorted(sources[m])))}" for m in sorted(sources, key=method_key)]
     return ["- **Parameters from:** " + "; ".join(parts)]
 
 
 def production_share(cells: Cells) -> float | None:
     """The production good share of the study (``--good-share``), None when it is the test mix."""
-    return next(
-        (dig(rec, "config", "good_share") for seeds in cells.by_cell.values() for rec in seeds.values()),
-        None,
-    )
+    return next((rec.config.good_share for seeds in cells.by_cell.values() for rec in seeds.values()), None)
 
 
-def cost_columns(cells: Cells, short: bool = False) -> list[tuple[str, tuple[str, ...]]]:
-    """The cost column(s): one at the test mix, plus one at the production mix when it differs."""
+def _test_mix(metrics: Metrics) -> float | None:
+    return None if metrics.cost_per_1000 is None else metrics.cost_per_1000.test_mix
+
+
+def _production_mix(metrics: Metrics) -> float | None:
+    return None if metrics.cost_per_1000 is None else metrics.cost_per_1000.production_mix
+
+
+def cost_columns(cells: Cells, short: bool = False) -> list[tuple[str, Callable[[Metrics], float | None]]]:
+    """The cost column(s), each with its value in a rule's metrics: one at the test mix, plus one
+    at the production mix when it differs."""
     if production_share(cells) is None:
-        return [("cost/1000" if short else "cost / 1000 parts", ("cost_per_1000", "test_mix"))]
+        return [("cost/1000" if short else "cost / 1000 parts", _test_mix)]
     return [
-        ("cost/1000 test" if short else "cost / 1000 (test mix)", ("cost_per_1000", "test_mix")),
-        ("cost/1000 prod" if short else "cost / 1000 (production)", ("cost_per_1000", "production_mix")),
+        ("cost/1000 test" if short else "cost / 1000 (test mix)", _test_mix),
+        ("cost/1000 prod" if short else "cost / 1000 (production)", _production_mix),
     ]
 
 
@@ -165,14 +168,14 @@ _INPUTS_TEXT = {
 }
 
 
-def _inputs_line(inputs: str | None, ds: dict) -> list[str]:
-    """The set-up's inputs line; none for records made before ``inputs`` existed."""
+def _inputs_line(inputs: str | None, ds: DatasetInfo) -> list[str]:
+    """The set-up's inputs line; none when no record names its inputs (``study_inputs``)."""
     if not inputs:
         return []
-    stats = ds.get("inputs") or {}
+    stats = ds.inputs
     floor = (
-        f" (std floor {num(stats['std_floor'], 4)}; {stats.get('floored', 0)} raised, on the split described)"
-        if stats.get("std_floor") is not None
+        f" (std floor {num(stats.std_floor, 4)}; {stats.floored or 0} raised, on the split described)"
+        if stats is not None and stats.std_floor is not None
         else ""
     )
     return [f"- **Inputs:** `{inputs}`: {_INPUTS_TEXT.get(inputs, inputs)}{floor}"]
@@ -184,9 +187,9 @@ def headline_row(cells: Cells, m: str, s: str) -> dict[str, str]:
         "method": m,
         "scheme": s,
         "seeds": str(len(cells.by_cell[(m, s)])),
-        "accuracy %": rate_ci(cells.rate(m, s, "metrics", "accuracy")),
-        "escape %": rate_ci(cells.rate(m, s, "metrics", "escape_rate")),
-        "overkill %": rate_ci(cells.rate(m, s, "metrics", "overkill_rate")),
+        "accuracy %": rate_ci(cells.rate(m, s, headline("accuracy"))),
+        "escape %": rate_ci(cells.rate(m, s, headline("escape"))),
+        "overkill %": rate_ci(cells.rate(m, s, headline("overkill"))),
     }
 
 
@@ -194,8 +197,8 @@ def headline_section(cells: Cells, rule: str) -> list[str]:
     rows = []
     for m, s in cells.cells():
         row = headline_row(cells, m, s)
-        for col, path in cost_columns(cells):
-            row[col] = mean_ci(cells.summary(m, s, "metrics", *path), 1)
+        for col, cost in cost_columns(cells):
+            row[col] = mean_ci(cells.summary(m, s, lambda rec, cost=cost: cost(rec.metrics)), 1)
         rows.append(row)
     return [
         "### Headline: method x scheme",
@@ -207,39 +210,53 @@ def headline_section(cells: Cells, rule: str) -> list[str]:
     ]
 
 
-#: Memory columns, shown when a record carries them. Records made before they existed carry a
-#: ``peak_rss_mb`` that was the worker process's lifetime peak, the same for every cell of a
-#: worker; it is not shown.
+def _timing(get: Callable[[Timing], float | None]) -> Value:
+    return lambda rec: None if rec.timing is None else get(rec.timing)
+
+
+def _measures_rss(rec: Record) -> bool:
+    return rec.timing is not None and rec.recorded(PEAK_RSS_FIELD)
+
+
+def _measures_cuda(rec: Record) -> bool:
+    return rec.timing is not None and rec.timing.fit_eval_peak_cuda_mb is not None
+
+
+#: Memory columns (title, value, whether a record carries it, legend), shown when a record carries them.
 MEMORY_COLUMNS = (
     (
         "fit + eval peak MB",
-        "fit_eval_peak_rss_mb",
+        _timing(lambda t: t.fit_eval_peak_rss_mb),
+        _measures_rss,
         "the most resident memory training and evaluation added above the process's level when"
         " they started (Linux's high-water mark, reset for each cell after freed heap memory is"
         " returned to the system; the dataset and the cell's split are not in it; the first cell"
         " of each worker process also holds the libraries' one-time start-up memory).",
     ),
-    ("GPU peak MB", "fit_eval_peak_cuda_mb", "the CUDA allocator's peak over training and evaluation."),
+    (
+        "GPU peak MB",
+        _timing(lambda t: t.fit_eval_peak_cuda_mb),
+        _measures_cuda,
+        "the CUDA allocator's peak over training and evaluation.",
+    ),
 )
 
 
 def timing_section(cells: Cells) -> list[str]:
     cols = [
-        ("train s", "train_s", 1),
-        ("train images/s", "train_images_per_s", 0),
-        ("embedding images/s", "embed_images_per_s", 0),
-        ("eval s", "eval_s", 1),
+        ("train s", _timing(lambda t: t.train_s), 1),
+        ("train images/s", _timing(lambda t: t.train_images_per_s), 0),
+        ("embedding images/s", _timing(lambda t: t.embed_images_per_s), 0),
+        ("eval s", _timing(lambda t: t.eval_s), 1),
     ]
-    recorded = {
-        k for seeds in cells.by_cell.values() for rec in seeds.values() for k in rec.get("timing") or {}
-    }
-    memory = [(c, k, text) for c, k, text in MEMORY_COLUMNS if k in recorded]
+    records = [rec for seeds in cells.by_cell.values() for rec in seeds.values()]
+    memory = [(c, value, text) for c, value, carried, text in MEMORY_COLUMNS if any(map(carried, records))]
     rows = [
         {
             "method": m,
             "scheme": s,
-            **{c: mean_ci(cells.summary(m, s, "timing", k), d) for c, k, d in cols},
-            **{c: mean_ci(cells.summary(m, s, "timing", k), 0) for c, k, _ in memory},
+            **{c: mean_ci(cells.summary(m, s, value), d) for c, value, d in cols},
+            **{c: mean_ci(cells.summary(m, s, value), 0) for c, value, _ in memory},
         }
         for m, s in cells.cells()
     ]
@@ -255,13 +272,17 @@ def timing_section(cells: Cells) -> list[str]:
     return ["### Timing", "", legend, "", table(rows)]
 
 
+def _sampling(get: Callable[[Sampling], float | None]) -> Value:
+    return lambda rec: None if rec.sampling is None else get(rec.sampling)
+
+
 def sampling_section(cells: Cells, good: str | None) -> list[str]:
     rows, shares = [], []
     for m, s in cells.cells():
         recs = list(cells.by_cell[(m, s)].values())
         anchors: dict[str, int] = defaultdict(int)
         for rec in recs:
-            for code, count in (dig(rec, "sampling", "anchor_counts", default={}) or {}).items():
+            for code, count in ((rec.sampling and rec.sampling.anchor_counts) or {}).items():
                 anchors[code] += int(count)
         total = sum(anchors.values())
         codes = sorted(anchors, key=plots.code_key)
@@ -275,14 +296,14 @@ def sampling_section(cells: Cells, good: str | None) -> list[str]:
                 "defect share % (min–max)": f"{num(100 * min(defect), 1)}–{num(100 * max(defect), 1)}"
                 if defect
                 else "–",
-                "tuples / seed": mean_ci(cells.summary(m, s, "sampling", "tuples"), 0, grouped=True),
+                "tuples / seed": mean_ci(cells.summary(m, s, _sampling(lambda d: d.tuples)), 0, grouped=True),
                 "images seen / seed": mean_ci(
-                    cells.summary(m, s, "sampling", "images_seen"), 0, grouped=True
+                    cells.summary(m, s, _sampling(lambda d: d.images_seen)), 0, grouped=True
                 ),
                 "forward images / seed": mean_ci(
-                    cells.summary(m, s, "sampling", "forward_images"), 0, grouped=True
+                    cells.summary(m, s, _sampling(lambda d: d.forward_images)), 0, grouped=True
                 ),
-                "active share %": rate_ci(cells.rate(m, s, "sampling", "active_share")),
+                "active share %": rate_ci(cells.rate(m, s, _sampling(lambda d: d.active_share))),
             }
         )
         if total:
@@ -310,24 +331,24 @@ def sampling_section(cells: Cells, good: str | None) -> list[str]:
     ]
 
 
-def failed_section(records: Sequence[dict], cells: Cells) -> list[str]:
+def failed_section(records: Sequence[Record], cells: Cells) -> list[str]:
     labels, schemes = cells.labels, cells.scheme_labels
     failed = sorted(
-        (r for r in records if not is_ok(r)),
+        (r for r in records if not r.ok),
         key=lambda r: (
-            method_key(labels.get(r["hash"], "?")),
-            scheme_key(schemes.get(r["hash"], "?")),
-            r["config"].get("seed", 0),
-            r["hash"],
+            method_key(labels.get(r.hash, "?")),
+            scheme_key(schemes.get(r.hash, "?")),
+            r.config.seed,
+            r.hash,
         ),
     )
     rows = [
         {
-            "method": labels.get(r["hash"], r["config"].get("method", "?")),
-            "scheme": schemes.get(r["hash"], str(r["config"].get("scheme"))),
-            "seed": str(r["config"].get("seed")),
-            "hash": f"`{r['hash']}`",
-            "error": cell_text(r.get("error") or f"status {r.get('status')!r} without metrics"),
+            "method": labels.get(r.hash, r.config.method),
+            "scheme": schemes.get(r.hash, r.config.scheme),
+            "seed": str(r.config.seed),
+            "hash": f"`{r.hash}`",
+            "error": cell_text(r.error or f"status {r.status!r} without metrics"),
         }
         for r in failed
     ]

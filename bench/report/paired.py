@@ -10,31 +10,26 @@ detect the observed difference, and a 1-point difference, with 80% power at 5%.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from bench.report.cells import BASELINE_SCHEME, Cells
+from bench.report.cells import BASELINE_SCHEME, Cells, Value, headline
 from bench.report.format import count, interval, num, p_text, seeds_text, table
 from bench.report.stats import ALPHA, POWER, holm, paired_comparison, seeds_for_power
 
-#: The metrics compared in pairs: (name, record path); each is a family of its own.
-PAIRED_METRICS = (
-    ("escape", ("metrics", "escape_rate")),
-    ("overkill", ("metrics", "overkill_rate")),
-    ("accuracy", ("metrics", "accuracy")),
-)
+#: The headline rates compared in pairs (names of the record's ``HEADLINE_METRICS``); each is a
+#: family of its own.
+PAIRED_METRICS = ("escape", "overkill", "accuracy")
 
 
 def paired(
     cells: Cells,
     method: str,
     scheme: str,
-    path: Sequence[str],
+    value: Value,
     scale: float = 100.0,
     baseline: str = BASELINE_SCHEME,
 ) -> dict:
     """``scheme`` minus ``baseline`` for ``method`` on the seeds both have (in points)."""
-    a = cells.values(method, scheme, *path)
-    b = cells.values(method, baseline, *path)
+    a = cells.values(method, scheme, value)
+    b = cells.values(method, baseline, value)
     seeds = sorted(set(a) & set(b))
 
     def scaled(d):
@@ -43,8 +38,8 @@ def paired(
     return paired_comparison(scaled(a), scaled(b))
 
 
-def family(cells: Cells, path: Sequence[str]) -> dict[tuple[str, str], dict]:
-    """Every (method, scheme) comparison against the baseline on ``path``, with its family.
+def family(cells: Cells, value: Value) -> dict[tuple[str, str], dict]:
+    """Every (method, scheme) comparison against the baseline on ``value``, with its family.
 
     Each comparison (``paired_comparison``'s dict) gains ``p_holm`` (Holm-adjusted within the
     family; None without a test), ``family`` (how many tests the family holds), and
@@ -54,7 +49,7 @@ def family(cells: Cells, path: Sequence[str]) -> dict[tuple[str, str], dict]:
     pairs = [
         (m, s) for m, s in cells.cells() if s != BASELINE_SCHEME and (m, BASELINE_SCHEME) in cells.by_cell
     ]
-    out = adjust_family({pair: paired(cells, *pair, path) for pair in pairs})
+    out = adjust_family({pair: paired(cells, *pair, value) for pair in pairs})
     for cmp in out.values():
         cmp["seeds_power"] = seeds_for_power(cmp["mean_diff"], cmp["sd_diff"])
         cmp["seeds_power_1pp"] = seeds_for_power(1.0, cmp["sd_diff"])
@@ -93,7 +88,7 @@ def family_heading(metric: str, comparisons: dict) -> str:
 def families(cells: Cells) -> dict[str, dict[tuple[str, str], dict]]:
     """``family`` for each metric of ``PAIRED_METRICS`` (computed once per study: statsmodels'
     Holm adjustment runs a full garbage collection on every call)."""
-    return {metric: family(cells, path) for metric, path in PAIRED_METRICS}
+    return {metric: family(cells, headline(metric)) for metric in PAIRED_METRICS}
 
 
 def significant(cmp: dict) -> bool:
@@ -143,7 +138,7 @@ def paired_section(cells: Cells, by_metric: dict[str, dict] | None = None) -> li
     by_metric = by_metric if by_metric is not None else families(cells)
     if not any(by_metric.values()):
         return [*out[:2], "No scheme ran beside `uniform` on the same method: nothing to compare.", ""]
-    for metric, _ in PAIRED_METRICS:
+    for metric in PAIRED_METRICS:
         comparisons = by_metric[metric]
         rows = [
             {

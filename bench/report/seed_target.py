@@ -8,32 +8,26 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from bench.report.cells import Cells
+from bench.grid.record import Record, SeedTarget
+from bench.report.cells import Cells, headline
 from bench.report.format import half, interval, num, rate_ci, seeds_text, table
 from bench.report.paired import paired
 
-#: Where each target metric sits in a record (the names of ``bench run --target-metric``).
-TARGET_PATHS = {
-    "accuracy": ("metrics", "accuracy"),
-    "escape": ("metrics", "escape_rate"),
-    "overkill": ("metrics", "overkill_rate"),
-}
 
-
-def study_target(records: Sequence[dict]) -> dict | None:
+def study_target(records: Sequence[Record]) -> SeedTarget | None:
     """The seed target the study's records were run under (the latest record's), or None."""
-    tagged = [r for r in records if isinstance(r.get("seed_target"), dict)]
+    tagged = [r for r in records if r.seed_target is not None]
     if not tagged:
         return None
-    return max(tagged, key=lambda r: (r.get("finished_at") or "", r["hash"]))["seed_target"]
+    return max(tagged, key=lambda r: (r.finished_at or "", r.hash)).seed_target
 
 
-def _tried(cells: Cells, records: Sequence[dict]) -> dict[tuple[str, str], int]:
+def _tried(cells: Cells, records: Sequence[Record]) -> dict[tuple[str, str], int]:
     """Seeds each group was given, failed cells included (what ``max_seeds`` counts)."""
     seeds: dict[tuple[str, str], set] = defaultdict(set)
     for rec in records:
-        cfg = rec["config"]
-        seeds[(cells.labels.get(rec["hash"], cfg.get("method")), cfg.get("scheme"))].add(cfg.get("seed"))
+        cfg = rec.config
+        seeds[(cells.labels.get(rec.hash, cfg.method), cfg.scheme)].add(cfg.seed)
     return {group: len(s) for group, s in seeds.items()}
 
 
@@ -51,19 +45,19 @@ def status(width: float | None, tried: int, goal: float, cap: int) -> tuple[str,
     )
 
 
-def mean_rows(cells: Cells, records: Sequence[dict], target: dict, short: bool = False) -> list[dict]:
-    path, goal, cap = TARGET_PATHS.get(target.get("metric", "accuracy")), target["ci"], target["max_seeds"]
+def mean_rows(cells: Cells, records: Sequence[Record], target: SeedTarget, short: bool = False) -> list[dict]:
+    value, goal, cap = headline(target.metric), target.ci, target.max_seeds
     tried = _tried(cells, records)
     rows = []
     for m, s in cells.cells():
-        summary = cells.rate(m, s, *path)
+        summary = cells.rate(m, s, value)
         width = half(summary)
         rows.append(
             {
                 "method": m,
                 "scheme": s,
                 "seeds": str(tried.get((m, s), 0)),
-                f"{target.get('metric', 'accuracy')} %": rate_ci(summary),
+                f"{target.metric} %": rate_ci(summary),
                 "half-width": num(width, 1),
                 "target": status(width, tried.get((m, s), 0), goal, cap)[0 if short else 1],
             }
@@ -71,19 +65,15 @@ def mean_rows(cells: Cells, records: Sequence[dict], target: dict, short: bool =
     return rows
 
 
-def diff_rows(cells: Cells, records: Sequence[dict], target: dict, short: bool = False) -> list[dict]:
-    path, goal, cap = (
-        TARGET_PATHS.get(target.get("metric", "accuracy")),
-        target["diff_ci"],
-        target["max_seeds"],
-    )
-    base = target.get("against", "uniform")
+def diff_rows(cells: Cells, records: Sequence[Record], target: SeedTarget, short: bool = False) -> list[dict]:
+    value, goal, cap = headline(target.metric), target.diff_ci, target.max_seeds
+    base = target.against
     tried = _tried(cells, records)
     rows = []
     for m, s in cells.cells():
         if s == base or (m, base) not in cells.by_cell:
             continue
-        cmp = paired(cells, m, s, path, baseline=base)
+        cmp = paired(cells, m, s, value, baseline=base)
         width = half(cmp)
         both = min(tried.get((m, s), 0), tried.get((m, base), 0))
         rows.append(
@@ -100,17 +90,17 @@ def diff_rows(cells: Cells, records: Sequence[dict], target: dict, short: bool =
     return rows
 
 
-def seed_target_section(cells: Cells, records: Sequence[dict]) -> list[str]:
+def seed_target_section(cells: Cells, records: Sequence[Record]) -> list[str]:
     """The report's account of a seed-target run; nothing for a run with fixed seeds."""
     target = study_target(records)
     if target is None:
         return []
-    metric = target.get("metric", "accuracy")
+    metric = target.metric
     out = [
         "### Seeds: target and stopping",
         "",
         "This study ran its start seeds for every method x scheme, then added seeds in rounds only"
-        f" where an interval of the {metric} was still too wide, up to {target['max_seeds']} seeds"
+        f" where an interval of the {metric} was still too wide, up to {target.max_seeds} seeds"
         " (`--max-seeds`). The rule stops on an interval's width, never on its position, so it does"
         " not steer the means; a group that stopped early may have an interval slightly narrower"
         " than its true spread warrants (it stops sooner when its first seeds happen to agree).",
@@ -121,16 +111,17 @@ def seed_target_section(cells: Cells, records: Sequence[dict]) -> list[str]:
         (
             "diff_ci",
             diff_rows,
-            f"each scheme's paired {metric} difference against `{target.get('against', 'uniform')}` (`--target-diff-ci`)",
+            f"each scheme's paired {metric} difference against `{target.against}` (`--target-diff-ci`)",
         ),
     ):
-        if target.get(key) is None:
+        goal = getattr(target, key)
+        if goal is None:
             continue
         rows = rows_of(cells, records, target)
         met = sum(r["target"].startswith("within") for r in rows)
         capped = sum(r["target"].startswith("still above") for r in rows)
         out += [
-            f"Target: 95% interval half-width at most ±{target[key]:g} point{'' if target[key] == 1 else 's'}"
+            f"Target: 95% interval half-width at most ±{goal:g} point{'' if goal == 1 else 's'}"
             f" for {what}. {met} of"
             f" {len(rows)} stopped within it, {capped} hit the cap.",
             "",
