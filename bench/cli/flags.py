@@ -66,7 +66,7 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="balance scheme (repeatable): see python -m bench list schemes; good-xK for any K",
     )
-    parser.add_argument("--trunk", help="shared trunk: mlp or cnn (default mlp)")
+    parser.add_argument("--trunk", help="shared trunk: mlp, cnn or resnet (default mlp)")
     parser.add_argument(
         "--inputs",
         choices=INPUTS,
