@@ -105,13 +105,15 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_execution_arguments(
-    parser: argparse.ArgumentParser, out_name: str, unit: str = "cells", resume_help: str | None = None
+    parser: argparse.ArgumentParser,
+    out_name: str,
+    unit: str = "cells",
+    resume_help: str | None = None,
+    out_default: str = "results/<dataset>-<timestamp>",
 ) -> None:
     """Where the output goes and where the work runs (``--out``, ``--resume``, device, threads,
-    executor, jobs, Dask address). Shared by ``run`` and ``tune``."""
-    parser.add_argument(
-        "--out", metavar=out_name, help="output directory (default results/<dataset>-<timestamp>)"
-    )
+    executor, jobs, Dask address). Shared by ``run``, ``tune`` and ``study``."""
+    parser.add_argument("--out", metavar=out_name, help=f"output directory (default {out_default})")
     parser.add_argument(
         "--resume", action="store_true", help=resume_help or f"continue {out_name}, keeping finished {unit}"
     )
