@@ -66,7 +66,7 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="balance scheme (repeatable): see python -m bench list schemes; good-xK for any K",
     )
-    parser.add_argument("--trunk", help="shared trunk: mlp or cnn (default mlp)")
+    parser.add_argument("--trunk", help="shared trunk: mlp, cnn or resnet (default mlp)")
     parser.add_argument(
         "--inputs",
         choices=INPUTS,
@@ -78,6 +78,11 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="chooses the test images, the same for every seed (default 0); the seeds choose the "
         "validation images among the others, the training draws and the initialisation",
+    )
+    parser.add_argument(
+        "--augment",
+        help="transforms applied to every method's training batches, comma-separated (hflip, vflip), "
+        "or none (default: the dataset's own: hflip,vflip for elpv, none for the others)",
     )
     parser.add_argument("--steps", type=int, help=f"optimizer steps (default {Budget.steps})")
     parser.add_argument(

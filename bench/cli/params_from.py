@@ -19,6 +19,7 @@ TUNED_FOR = (
     "dataset",
     "dataset_options",
     "inputs",
+    "augment",
     "trunk",
     "split_seed",
     "headline_rule",
@@ -28,7 +29,7 @@ TUNED_FOR = (
 )
 #: The shared budget a tuning fixes (a method's ``lr`` is its own; the budget's ``lr`` only sets
 #: the methods the tuning did not tune).
-TUNED_BUDGET = ("steps", "batch_images", "embedding_size", "eval_every")
+TUNED_BUDGET = ("steps", "batch_images", "embedding_size", "eval_every", "schedule", "weight_decay")
 
 
 def tuned_grid(tune_dir: Path) -> GridConfig:

@@ -22,6 +22,7 @@ from bench.cli.flags import (
     execution_options,
 )
 from bench.core.errors import BenchError, unknown_name
+from bench.datasets.augment import parse_augment
 from bench.datasets.image_set import ImageSet
 from bench.grid.adaptive import SeedTarget
 from bench.grid.config import GridConfig, load_grid_toml, load_written_grid
@@ -98,6 +99,8 @@ def grid_from_args(
     ):
         if getattr(args, flag) is not None:
             kw[key] = getattr(args, flag)
+    if getattr(args, "augment", None) is not None:
+        kw["augment"] = parse_augment(args.augment)
     dataset = kw.get("dataset", "inspection")
     options = dict(kw.get("dataset_options", {}))
     if args.quick and tuned is None:  # with --params-from, the tuning says which data

@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.core.canonical import canonical_json
 from bench.core.errors import BenchError
+from bench.datasets.augment import check_augment
 from bench.datasets.standardize import DEFAULT_INPUTS, LEGACY_INPUTS, check_inputs
 from bench.grid.adaptive import SeedTarget
 from bench.sampling.budget import Budget, method_budget
@@ -35,6 +36,10 @@ class CellConfig:
     ``raw``: records made before it existed were made on raw pixels and keep their hashes (the
     record reader, ``bench.grid.record``, reads their missing key as ``raw``).
 
+    ``augment`` is None for the dataset's own augmentation (``ImageSet.augment``), or the
+    transforms that replace it (``()`` for none); it is in the hash only when given, so cells
+    made before it existed keep their hashes.
+
     ``split_seed`` chooses the test images (``bench.datasets.split_dataset``); the seed chooses
     the validation images among the others, the training draws and the initialisation. None is
     the older protocol, where the seed chose the test images too: records made before the field
@@ -57,11 +62,17 @@ class CellConfig:
     good_share: float | None = None
     inputs: str = DEFAULT_INPUTS
     split_seed: int | None = DEFAULT_SPLIT_SEED
+    augment: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for key in ("params", "dataset_options", "scheme_options"):
             out[key] = dict(getattr(self, key))
+        out["budget"] = self.budget.to_dict()
+        if self.augment is None:
+            del out["augment"]
+        else:
+            out["augment"] = list(self.augment)
         return out
 
     @classmethod
@@ -70,6 +81,8 @@ class CellConfig:
         data["budget"] = Budget(**data.get("budget", {}))
         for key in ("params", "dataset_options", "scheme_options"):
             data[key] = _frozen_items(data.get(key) or {})
+        if data.get("augment") is not None:
+            data["augment"] = tuple(data["augment"])
         return cls(**data)
 
     @property
@@ -116,6 +129,9 @@ class GridConfig:
     inputs: str = DEFAULT_INPUTS
     #: Chooses the test images of every cell (None: each seed its own, the older protocol).
     split_seed: int | None = DEFAULT_SPLIT_SEED
+    #: The transforms applied to every method's training batches: None for the dataset's own
+    #: (``ImageSet.augment``), or the names that replace them (``()`` for none).
+    augment: tuple[str, ...] | None = None
     #: Where each method's parameters came from (e.g. a tuning directory); stamped on its
     #: records, not part of any cell's hash. Methods not named use their defaults and ``method_params``.
     params_source: dict[str, str] = field(default_factory=dict)
@@ -146,6 +162,8 @@ class GridConfig:
             isinstance(split, bool) or not isinstance(split, int) or not 0 <= split < 2**31
         ):
             raise BenchError(f"split_seed must be a whole number in [0, 2^31) (got {split!r})")
+        if self.augment is not None:
+            object.__setattr__(self, "augment", check_augment(self.augment))
         for key in ("cost_escape", "cost_overkill"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
@@ -201,6 +219,7 @@ class GridConfig:
             good_share=self.good_share,
             inputs=self.inputs,
             split_seed=self.split_seed,
+            augment=self.augment,
         )
 
     def cells(self) -> list[CellConfig]:
@@ -224,6 +243,8 @@ class GridConfig:
         ]
         if self.good_share is not None:
             lines.append(f"good_share = {_toml(self.good_share)}")
+        if self.augment is not None:
+            lines.append(f"augment = {_toml(list(self.augment))}")
         lines += ["", "[budget]"] + [f"{k} = {_toml(v)}" for k, v in self.budget.to_dict().items()]
         if self.seed_target is not None:
             lines += ["", "[seed_target]"] + [
@@ -293,7 +314,7 @@ def load_grid_toml(path: Path) -> dict[str, Any]:
                 f"config file {str(path)!r}: seed_target must be a table of {', '.join(sorted(known))}"
             )
         out["seed_target"] = SeedTarget(**table)
-    for key in ("methods", "schemes", "seeds"):
+    for key in ("methods", "schemes", "seeds", "augment"):
         if isinstance(out.get(key), list):
             out[key] = tuple(out[key])
     return out

@@ -32,6 +32,7 @@ from bench.report.cells import (
     variant_tags,
 )
 from bench.report.comparisons import answer_section
+from bench.report.escapes import escape_section
 from bench.report.figures import plot_section, slug
 from bench.report.health import health_section
 from bench.report.method_pairs import method_pairs_section
@@ -110,6 +111,7 @@ def render_report(records: Sequence[Record | Mapping[str, Any]], plot_dir: Path)
         out += [f"## {title}", ""]
         out += setup_section(study, cells)
         out += headline_section(cells, rule)
+        out += escape_section(cells, good, rule)
         out += seed_target_section(cells, study)
         comparisons = families(cells)
         out += answer_section(cells, comparisons)

@@ -109,7 +109,9 @@ class TuneConfig:
         grid = asdict(self.grid)
         for key in ("methods", "seeds", "method_params", "params_source"):
             grid.pop(key, None)
-        grid["budget"].pop("lr", None)
+        grid["budget"] = {k: v for k, v in self.grid.budget.to_dict().items() if k != "lr"}
+        if grid["augment"] is None:  # the dataset's own: as before augment existed
+            del grid["augment"]
         out = {
             "grid": grid,
             "method": method,
