@@ -29,7 +29,14 @@ from bench.core.errors import BenchError
 from bench.grid.record import Record
 from bench.grid.store import RESULTS_FILE
 from bench.report.build import studies, study_titles
-from bench.report.cells import Cells, labels_by_hash, load_records as report_records, method_labels
+from bench.report.cells import (
+    Cells,
+    labels_by_hash,
+    method_key,
+    method_labels,
+    scheme_key,
+)
+from bench.report.cells import load_records as report_records
 from bench.report.overview import HEADLINE_RATES, headline_numbers
 
 __all__ = [
@@ -59,7 +66,9 @@ LEADING_COLUMNS = (
 )
 #: Record fields that are no columns of their own: the 2-D projection's points, a failure's
 #: traceback, the version (every record is read as the current one), and those of the leading columns.
-NOT_FLATTENED = frozenset({"schema_version", "embedding_2d", "traceback", "error", "started_at", "finished_at"})
+NOT_FLATTENED = frozenset(
+    {"schema_version", "embedding_2d", "traceback", "error", "started_at", "finished_at"}
+)
 #: The order of the record's groups of columns after the leading ones (unknown fields last).
 GROUP_ORDER = (
     "config",
@@ -203,8 +212,16 @@ def load_records(path: str | os.PathLike) -> pd.DataFrame:
         for title, records in study_records(run_dir):
             methods = method_labels(records)
             schemes = labels_by_hash(records, "scheme", "scheme_options")
-            for record in records:
-                rows.append(record_row(record, str(run_dir), title, methods[record.hash], schemes[record.hash]))
+            order = sorted(
+                records,
+                key=lambda r: (
+                    method_key(methods[r.hash]),
+                    scheme_key(schemes[r.hash]),
+                    r.config.seed,
+                    r.hash,
+                ),
+            )
+            rows += [record_row(r, str(run_dir), title, methods[r.hash], schemes[r.hash]) for r in order]
     return _frame(rows)
 
 

@@ -24,8 +24,6 @@ from typing import Any
 
 from bench.core.canonical import canonical_json
 from bench.core.environment import fingerprint
-from bench.grid.record import Record
-from bench.report.cells import REPORT_FILE, labels_by_hash, method_labels, study_config
 from bench.export.frames import machine_id, record_row, study_records, summary_rows
 from bench.export.mlflow_store import (
     KIND_TAG,
@@ -37,6 +35,8 @@ from bench.export.mlflow_store import (
     millis,
     sync_run,
 )
+from bench.grid.record import Record
+from bench.report.cells import REPORT_FILE, labels_by_hash, method_labels, study_config
 
 #: The record's groups whose numbers are an exported run's metrics.
 METRIC_GROUPS = (

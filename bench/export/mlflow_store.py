@@ -205,9 +205,7 @@ def _log(client: Any, run_id: str, content: RunContent) -> None:
     params = [Param(metric_name(k), param_text(v)) for k, v in content.params.items()]
     metrics = [Metric(metric_name(k), float(v), stamp, 0) for k, v in content.metrics.items() if is_number(v)]
     for name, curve in content.curves.items():
-        metrics += [
-            Metric(metric_name(name), float(v), stamp, int(s)) for s, v in curve if is_number(v)
-        ]
+        metrics += [Metric(metric_name(name), float(v), stamp, int(s)) for s, v in curve if is_number(v)]
     # As few calls as MLflow's limits allow: each a transaction of the store.
     while params or metrics:
         batch_params, params = params[:MAX_PARAMS_OR_TAGS], params[MAX_PARAMS_OR_TAGS:]
