@@ -199,3 +199,21 @@ def test_table_bad_input_is_one_line_and_exit_2(argv, fragment, tmp_path, capsys
     assert main([a.format(**paths) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and fragment in err and "\n" not in err
+
+
+def test_the_documented_example_runs_on_the_committed_records(tmp_path, monkeypatch, capsys):
+    """The python block of docs/results-api.md's example, run where ``results/`` is the repository's."""
+    import re
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    text = (ROOT / "docs" / "results-api.md").read_text()
+    section = text.split("### Example: a figure the report does not draw", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "results").symlink_to(RESULTS)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/results-api.md", "exec"), {})
+    assert (tmp_path / "escape-vs-rank.png").stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    assert "mean-anchor-triplet" in printed and "health.effective_rank" in printed
