@@ -35,6 +35,7 @@ from methods.training import (
     SamplingCounter,
     TrainingDiverged,
     build_optimizer,
+    build_schedule,
     nearest_neighbour_accuracy,
     optimizer_step,
 )
@@ -207,8 +208,13 @@ class EmbeddingMethod:
         raise NotImplementedError
 
     def _loss(self, ctx: FitContext, prepared: Prepared, batch: Batch) -> StepLoss:
-        """Forward the batch (``ctx.train_images[batch.positions]``) through ``self.model_``
-        (and the method's own modules, ``self.<name>_``) and score it."""
+        """Forward the batch through ``self.model_`` (and the method's own modules,
+        ``self.<name>_``) and score it.
+
+        Forward ``ctx.images(batch.positions)`` (or ``ctx.images`` of a part of the positions),
+        never ``ctx.train_images[...]``: it applies the dataset's augmentation, the same for
+        every method.
+        """
         raise NotImplementedError
 
     def collapse_loss(self) -> float | None:
@@ -291,7 +297,10 @@ class EmbeddingMethod:
     ) -> None:
         """The steps: draw, loss, optimizer step, bookkeeping; sets the run's learned records."""
         budget, steps = ctx.budget, int(ctx.budget.steps)
-        optimizer = build_optimizer([p for m in modules for p in m.parameters()], budget.lr)
+        optimizer = build_optimizer(
+            [p for m in modules for p in m.parameters()], budget.lr, budget.weight_decay
+        )
+        schedule = build_schedule(optimizer, budget.schedule, steps)
         for m in modules:
             m.train()
         counter = SamplingCounter(ctx.num_classes, ctx.device)
@@ -305,6 +314,8 @@ class EmbeddingMethod:
             batch = self._draw(ctx, prepared, weight_table[0 if static else step - 1])
             out = self._loss(ctx, prepared, batch)
             optimizer_step(optimizer, out.loss)
+            if schedule is not None:
+                schedule.step()
             counter.add(batch, out)
             losses.add(out.loss)
             if step % RECORD_EVERY == 0 or step == steps:

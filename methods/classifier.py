@@ -58,7 +58,7 @@ class Classifier(EmbeddingMethod):
         return Batch(positions=index.draw_in_class(classes, gen), anchor_classes=classes)
 
     def _loss(self, ctx: FitContext, prepared: Prepared, batch: Batch) -> StepLoss:
-        x = ctx.train_images[batch.positions]
+        x = ctx.images(batch.positions)
         logits = self.head_(self.model_(x))
         per_image = F.cross_entropy(
             logits, batch.anchor_classes, reduction="none", label_smoothing=float(self.label_smoothing)

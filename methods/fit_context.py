@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from bench.datasets.augment import Augmentation
 from bench.datasets.image_set import ImageSet
 from bench.sampling.budget import Budget
 from methods.sampling import ClassIndex
@@ -25,8 +26,12 @@ __all__ = ["FitContext", "Prepared"]
 class FitContext:
     """The training split and the draw tools of one ``fit``, passed to every hook.
 
+    A hook forwards ``ctx.images(positions)``, never ``train_images[positions]``: the shared
+    data path, where the dataset's augmentation is applied to every method alike.
+
     Attributes:
-        train_images: the training split's images, float32 ``(n, h, w)`` on ``device``.
+        train_images: the training split's images as loaded (standardized, not augmented),
+            float32 ``(n, h, w)`` on ``device``; for statistics such as class means.
         train_labels: the class index (0..C-1, int64, ``(n,)``) of each training image;
             ``method.classes_[i]`` is the label code of class index ``i``.
         class_index: training positions grouped by class, with vectorized draws
@@ -39,6 +44,7 @@ class FitContext:
         budget: the budget every method of the grid shares (steps, nominal images per step,
             learning rate, embedding size, checkpoint interval).
         device: where the training tensors, the trunk and the modules live.
+        augmentation: the transforms ``images`` applies (the training split's ``augment``).
     """
 
     train_images: torch.Tensor
@@ -47,11 +53,12 @@ class FitContext:
     generator: torch.Generator
     budget: Budget
     device: torch.device
+    augmentation: Augmentation = field(default_factory=Augmentation)
 
     @classmethod
     def from_split(cls, train: ImageSet, budget: Budget, seed: int, device: torch.device) -> FitContext:
         """The context of a fit on ``train``: its tensors moved to ``device`` once, the class
-        index built, the generator seeded with ``seed``.
+        index built, the generator seeded with ``seed``, the augmentation ``train.augment``.
 
         Raises:
             BenchError: a class without training images, or fewer than two classes.
@@ -66,7 +73,23 @@ class FitContext:
             generator=generator,
             budget=budget,
             device=device,
+            augmentation=Augmentation(tuple(train.augment)),
         )
+
+    def images(self, positions: torch.Tensor) -> torch.Tensor:
+        """The training images at ``positions``, augmented: what a step forwards.
+
+        The shared data path of every method: the images are gathered and the dataset's
+        transforms (``augmentation``) drawn for each with the fit's generator. Without
+        augmentation this is ``train_images[positions]`` and draws nothing.
+
+        Args:
+            positions: int64 positions into ``train_images`` (a batch's, or a part of them).
+
+        Returns:
+            float32 ``(len(positions), h, w)`` on ``device``.
+        """
+        return self.augmentation.apply(self.train_images[positions], self.generator)
 
     @property
     def num_classes(self) -> int:

@@ -53,7 +53,7 @@ class MeanAnchorTriplet(EmbeddingMethod):
 
     - anchor class drawn by the plan weights;
     - anchor: with ``anchor="image"`` the class's mean *image* over the training split
-      (computed once per fit); with ``anchor="embedding"`` (a control) the mean of the
+      (computed once per fit, from the images as loaded: never augmented); with ``anchor="embedding"`` (a control) the mean of the
       embeddings of ``anchor_sample`` fresh images of the class drawn this step, gradient
       flowing through them;
     - positive: a uniform random training image of the anchor's class;
@@ -159,9 +159,13 @@ class MeanAnchorTriplet(EmbeddingMethod):
         )
 
     def _loss(self, ctx: FitContext, prepared: TripletLayout, batch: Batch) -> StepLoss:
-        c, images, parts = ctx.num_classes, ctx.train_images, batch.parts
-        anchor_images = prepared.mean_images if self.anchor == "image" else images[parts["sample"]]
-        x = torch.cat([anchor_images, images[parts["positives"]], images[parts["negatives"]]])
+        c, parts = ctx.num_classes, batch.parts
+        drawn = torch.cat([parts["positives"], parts["negatives"]])
+        if self.anchor == "image":
+            # The mean images are not augmented: they average the images as loaded.
+            x = torch.cat([prepared.mean_images, ctx.images(drawn)])
+        else:
+            x = ctx.images(torch.cat([parts["sample"], drawn]))
         emb = self.model_(x)
         rows = prepared.anchor_rows
         if self.anchor == "embedding":

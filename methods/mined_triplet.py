@@ -102,7 +102,7 @@ class MinedTriplet(EmbeddingMethod):
 
     def _loss(self, ctx: FitContext, prepared: ClassGroups, batch: Batch) -> StepLoss:
         labels = batch.anchor_classes
-        x = ctx.train_images[batch.positions]
+        x = ctx.images(batch.positions)
         emb = self.model_(x)
         out = mined_triplet_loss(emb, labels, self.margin, self.miner, self.reduction, self.normalize)
         # The negatives are known once mined: the batch's count of them is filled in here.

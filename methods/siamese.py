@@ -147,7 +147,7 @@ class Siamese(EmbeddingMethod):
         )
 
     def _loss(self, ctx: FitContext, prepared: PairLayout, batch: Batch) -> StepLoss:
-        x = ctx.train_images[batch.positions]
+        x = ctx.images(batch.positions)
         emb = self.model_(x)
         # The batch is laid out as [first elements; second elements], positives first.
         pairs = prepared.pairs

@@ -1,6 +1,7 @@
 """The steps of the training loop every method shares, each a small named piece.
 
-``EmbeddingMethod.fit`` runs them in order each step: draw, loss, ``optimizer_step``, then
+``EmbeddingMethod.fit`` runs them in order each step: draw, loss, ``optimizer_step`` (and the
+budget's learning-rate schedule, ``build_schedule``), then
 bookkeeping: ``SamplingCounter`` (what was drawn, on the device), ``LossWindow`` (the loss
 record and the divergence check every ``RECORD_EVERY`` steps) and, with a validation split
 and ``budget.eval_every > 0``, ``CheckpointSelector`` (the best validation accuracy's weights).
@@ -25,6 +26,7 @@ __all__ = [
     "SamplingCounter",
     "TrainingDiverged",
     "build_optimizer",
+    "build_schedule",
     "nearest_neighbour_accuracy",
     "optimizer_step",
 ]
@@ -47,8 +49,9 @@ class TrainingDiverged(RuntimeError):
         super().__init__(f"loss diverged ({self.loss}) at step {self.step}")
 
 
-def build_optimizer(params, lr: float) -> torch.optim.Optimizer:
-    """The optimizer every method (and the profile's baselines) trains with: Adam.
+def build_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The optimizer every method (and the profile's baselines) trains with: Adam, or AdamW
+    (decoupled weight decay) when the budget's ``weight_decay`` is above 0.
 
     ``fused=True`` updates every parameter in one kernel pass instead of the default
     per-parameter sequence of about ten element-wise ops. On one CPU thread that pass is
@@ -56,7 +59,25 @@ def build_optimizer(params, lr: float) -> torch.optim.Optimizer:
     training step (fit 1.2 to 1.4x faster, measured). Its rounding differs from the default
     loop's in the last bits, so records made before this choice do not rerun bit for bit.
     """
+    if weight_decay > 0:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     return torch.optim.Adam(params, lr=lr, fused=True)
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, schedule: str, steps: int):
+    """The learning-rate scheduler of the budget's ``schedule``, stepped once per step; None for
+    ``constant`` (the optimizer's own learning rate throughout).
+
+    ``onecycle`` is torch's ``OneCycleLR`` with the optimizer's learning rate as its peak: a
+    warm-up over the first 30% of ``steps`` from a 25th of it, then cosine annealing to
+    almost zero. Batch-normalized trunks reach a given accuracy in fewer steps with it.
+    """
+    if schedule == "constant":
+        return None
+    if schedule == "onecycle":
+        peak = [group["lr"] for group in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=steps)
+    raise ValueError(f"unknown schedule {schedule!r}")
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:

@@ -218,6 +218,25 @@ def test_a_tuning_is_one_run_per_trial_with_its_state_and_parameters(tmp_path, s
     assert len(runs(mlflow, uri, experiment)) == 6
 
 
+def test_a_study_directory_exports_its_tuning_and_its_final_runs(tmp_path, store, mlflow, capsys):
+    """``bench study`` leaves DIR/tune (a journal) and DIR/final (records): both are exported."""
+    import optuna
+
+    from bench.tune.study import STUDY_FILE, open_storage
+
+    uri, client = store
+    (tmp_path / "study" / "tune").mkdir(parents=True)
+    study = optuna.create_study(
+        study_name="siamese", storage=open_storage(tmp_path / "study" / "tune" / STUDY_FILE)
+    )
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-2), n_trials=2)
+    write_run(tmp_path / "study" / "final", [cell_record("siamese", "uniform", 0, 0.9)])
+    out = export(tmp_path / "study", uri, capsys)
+    assert "study/tune: tuning / siamese: 2 run(s): 2 new" in out
+    assert "study/final: inspection" in out and "1 run(s): 1 new" in out
+    assert sorted(e.name.split(":")[0] for e in experiments(client)) == ["study/final", "study/tune"]
+
+
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [

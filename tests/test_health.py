@@ -180,7 +180,9 @@ def test_report_states_the_rule_its_records_were_flagged_by(collapsed_run, tmp_p
     old = {k: v for k, v in record["health"].items() if k not in ("rule", "class_signal")}
     old["signs"] = {k: v for k, v in old["signs"].items() if k != "no_class_signal"}
     for health, rule, column in ((record["health"], 2, True), (old, 1, False)):
-        text = "\n".join(health_section(Cells([Record.from_dict({**record, "health": health})]), tmp_path / "plots", ""))
+        text = "\n".join(
+            health_section(Cells([Record.from_dict({**record, "health": health})]), tmp_path / "plots", "")
+        )
         assert RULE_TEXTS[rule] in text and (" class signal " in text) is column
         assert "| 1 of 1 " in text
 

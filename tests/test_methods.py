@@ -215,7 +215,7 @@ def test_fit_leaves_the_global_rng_alone(digits_splits):
         ("mined-triplet", {"miner": "random"}, "miner='random' is not one of 'semihard', 'hard', 'all'"),
         ("mined-triplet", {"images_per_class": 1}, "images_per_class=1 is not an integer >= 2"),
         ("mined-triplet", {"margin": float("nan")}, "margin=nan is not a non-negative number"),
-        ("classifier", {"trunk": "resnet"}, "classifier: trunk='resnet' is not one of 'cnn', 'mlp'"),
+        ("classifier", {"trunk": "vit"}, "classifier: trunk='vit' is not one of 'cnn', 'mlp', 'resnet'"),
         ("classifier", {"label_smoothing": -0.1}, "label_smoothing=-0.1 is not a number in [0, 1]"),
     ],
 )

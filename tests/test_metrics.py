@@ -15,7 +15,7 @@ from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet, Splits
 from bench.evaluation import neighbours
 from bench.evaluation.evaluate import evaluate, mean_images
-from bench.evaluation.metrics import classification_metrics, compact_metrics
+from bench.evaluation.metrics import classification_metrics, compact_metrics, escape_rate_by_class
 from bench.evaluation.neighbours import search
 from bench.evaluation.retrieval import retrieval_metrics
 from bench.evaluation.rules import knn_vote, predict_rules
@@ -42,6 +42,25 @@ def test_classification_metrics_by_hand():
     test_mix = 1000 * (0.6 * (2 / 6) * 10 + 0.4 * (1 / 4) * 1)
     assert m["cost_per_1000"] == pytest.approx({"test_mix": test_mix, "production_mix": test_mix})
     json.dumps(m, allow_nan=False)
+
+
+def test_escape_rate_by_class_separates_the_severity_levels():
+    # ELPV's four levels: 4 good, 4 unsure defects (1 passed as good), 2 likely (none passed),
+    # 4 certain (2 passed): the pooled escape rate 3/10 hides that half the certain ones escape.
+    codes = ("good", "defect-33", "defect-67", "defect-100")
+    y_true = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 3, 3]
+    y_pred = [0, 0, 1, 0, 0, 1, 2, 1, 3, 2, 0, 0, 3, 2]
+    m = classification_metrics(y_true, y_pred, codes, good_index=0)
+    assert m["escape_rate"] == pytest.approx(3 / 10)
+    assert m["escape_rate_by_class"] == pytest.approx(
+        {"defect-33": 1 / 4, "defect-67": 0.0, "defect-100": 2 / 4}
+    )
+    assert list(m["escape_rate_by_class"]) == ["defect-33", "defect-67", "defect-100"]  # class order
+    # A good class in the middle, a defect class absent from the truth (None), no good class.
+    by_class = escape_rate_by_class([1, 0, 0, 2], [1, 1, 2, 1], ("a", "ok", "b", "c"), good_index=1)
+    assert by_class == {"a": 0.5, "b": 1.0, "c": None}
+    assert escape_rate_by_class([0, 1], [0, 0], ("a", "b"), None) is None
+    assert classification_metrics([0, 1], [0, 1], ("3", "7"), None)["escape_rate_by_class"] is None
 
 
 def test_cost_at_production_mix():

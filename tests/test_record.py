@@ -158,7 +158,7 @@ def test_the_runner_writes_the_typed_record_in_the_known_shape():
         budget=Budget(steps=3, batch_images=12),
         dataset_options=(("n_per_defect", 6),),
     )
-    out = run_cell(tiny, threads=1)
+    out = run_cell(tiny)
     assert out["status"] == "ok", out.get("error")
     assert set(out) == {
         "schema_version",

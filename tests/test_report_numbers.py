@@ -237,3 +237,21 @@ def test_a_scheme_whose_seeds_all_tie_is_not_called_clear_of_the_runner_up(tmp_p
     (line,) = [x for x in text.splitlines() if x.startswith("- **mean-anchor-triplet**")]
     assert "under `good-x5`" in line and "lies clear" not in line
     assert "Every seed gave the same rate, so its interval has no width" in line
+
+
+def test_escapes_per_defect_class_are_shown_where_records_carry_them(tmp_path):
+    """A table of each defect class's escape rate over seeds, after the headline; a study whose
+    records carry no ``escape_rate_by_class`` (every record made before it) has no such section."""
+    old = [record("classifier", "uniform", seed, 0.8) for seed in (0, 1)]
+    assert "### Escapes per defect class" not in render_report(old, tmp_path)
+    new = []
+    for seed, (e11, e12) in enumerate(((0.5, 0.1), (0.3, 0.1))):
+        rec = record("classifier", "uniform", seed, 0.8, escape=0.2)
+        for metrics in (rec["metrics"], rec["metrics_by_rule"]["knn5"]):
+            metrics["escape_rate_by_class"] = {"11": e11, "12": e12}
+        new.append(rec)
+    text = render_report(new, tmp_path)
+    assert text.index("### Escapes per defect class") > text.index("### Headline: method x scheme")
+    (row,) = table_rows(text, "### Escapes per defect class")
+    assert row["method"] == "classifier" and row["escape %"].startswith("20.0")
+    assert row["11 %"].startswith("40.0 (") and row["12 %"].startswith("10.0")

@@ -91,13 +91,53 @@ def test_p_values_are_holm_adjusted_within_the_family_and_verdicts_follow_them(f
     assert "good-x5 lowers escapes significantly" not in five_schemes
 
 
-def test_power_notes_are_statsmodels_figures_for_the_observed_spread(five_schemes):
+def test_power_notes_are_figures_for_the_observed_spread_at_the_level_the_verdicts_use(five_schemes):
+    from statsmodels.stats.power import TTestPower
+
     diff = np.subtract(ESCAPE["good-x5"], ESCAPE["uniform"])
     sd = diff.std(ddof=1)
+    # The verdicts are Holm-adjusted over the family of 4 escape tests: a new difference counts
+    # as significant whatever the others show once its p reaches 0.05 / 4.
+    level = 0.05 / 4
+    need, one = seeds_for_power(diff.mean(), sd, alpha=level), seeds_for_power(1.0, sd, alpha=level)
+    power = TTestPower()
+    assert power.power(diff.mean() / sd, need, level) >= 0.8 > power.power(diff.mean() / sd, need - 1, level)
+    assert need > seeds_for_power(diff.mean(), sd, alpha=0.05)  # not the unadjusted level
     row = _row(five_schemes, "**Escape**", "good-x5")
     assert row[2] == "5" and row[7] != row[8]  # the observed difference (-1.8) is not 1 pp
-    assert row[7] == str(seeds_for_power(diff.mean(), sd)) and row[8] == str(seeds_for_power(1.0, sd))
-    assert f"would need about {seeds_for_power(diff.mean(), sd)} seeds" in five_schemes
+    assert row[7] == str(need) and row[8] == str(one)
+    assert f"would need about {need} seeds to detect a difference this size with 80% power at 0.0125" in (
+        five_schemes
+    )
+    assert "0.05 over the family's size" in five_schemes
+
+
+def test_a_power_search_for_differences_that_agree_to_rounding_ends(tmp_path):
+    # Issue 24, item 9: `bench run --all --quick --seeds 2` recorded its cells, then its report
+    # counted seeds for power past 500,000 for a paired difference of 1.65 with a spread of 1e-14.
+    records = [
+        record("classifier", scheme, seed, 100 * (acc - shift), 5.0)
+        for seed, acc in enumerate((0.5165, 0.8665))
+        for scheme, shift in (("uniform", 0.0165), ("good-x5", 0.0))
+    ]
+    text = render_report(records, tmp_path)
+    row = _row(text, "**Accuracy**", "good-x5", "classifier")
+    assert row[3] == "1.6" and row[5] == "–"  # no test: every seed gave the same difference
+    assert row[7] == "2" and row[8] == "2"  # two pairs detect an effect of 1e14 sd
+
+
+def test_rates_that_are_the_same_on_every_seed_get_the_interval_of_their_counts(tmp_path):
+    counts = {"good": "0", "counts": {"test": {"0": 125, "11": 225, "12": 225}}}
+    records = [record("classifier", "uniform", s, 96.0, 2.0, overkill=0.0, dataset=counts) for s in range(10)]
+    text = render_report(records, tmp_path)
+    row = _row(text, "### Headline", "uniform", "classifier")
+    # 0 of 10 x 125 good parts: 0.0 to 0.3% (Clopper-Pearson), not 0.0 to 0.0; 2% of 10 x 450
+    # defective parts, and 96% of 10 x 575 parts.
+    assert row[5] == "0.0 (0.0–0.3)" and row[4] == "2.0 (1.6–2.5)" and row[3] == "96.0 (95.5–96.5)"
+    assert "Clopper-Pearson interval of the events pooled over the seeds' parts" in text
+    # Without the counts behind the rates, there is nothing to widen them by.
+    bare = render_report([{**r, "dataset": {"good": "0"}} for r in records], tmp_path)
+    assert _row(bare, "### Headline", "uniform", "classifier")[5] == "0.0 (0.0–0.0)"
 
 
 def test_rate_columns_show_the_logit_interval_and_stay_in_range(five_schemes):
@@ -149,6 +189,12 @@ def test_seed_target_section_says_which_groups_stopped_early_and_which_hit_the_c
     assert _row(section, "Target", "uniform", "siamese")[5] == "still above ±1.5: hit the cap of 6 seeds"
     plain = render_report(steady, tmp_path)
     assert "stopped before the cap" in plain
+    # Records of the rule before min_seeds say what it did to the means; newer ones the minimum.
+    assert "could stop a group at its start seeds" in section and "pulling the means" not in section
+    newer = [{**r, "seed_target": {**target, "min_seeds": 5}} for r in steady + noisy]
+    section = render_report(newer, tmp_path)
+    assert "No group stopped before 5 seeds (`min_seeds`)" in section
+    assert "does not steer the means" not in section
     assert "### Seeds: target" not in render_report([{**r, "seed_target": None} for r in steady], tmp_path)
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.report.stats import holm, paired_comparison, seeds_for_power, summarize
+from bench.core.intervals import count_interval, rate_interval
+from bench.report.stats import MAX_POWER_SEEDS, holm, paired_comparison, seeds_for_power, summarize
 
 
 def test_summarize_matches_scipy_t_interval():
@@ -92,6 +93,46 @@ def test_rate_interval_edge_cases():
     assert s["ci_low"] == pytest.approx(t["ci_low"], abs=0.01)
 
 
+def _exact(events: int, parts: int) -> tuple[float, float]:
+    """The Clopper-Pearson interval in %, from scipy's binomial test (independent of ours)."""
+    ci = stats.binomtest(events, parts).proportion_ci(0.95, method="exact")
+    return 100 * ci.low, 100 * ci.high
+
+
+def test_count_interval_is_clopper_pearson():
+    for events, parts in ((0, 1250), (1, 450), (9, 450), (1656, 1725), (1725, 1725), (3, 3)):
+        low, high = count_interval(events, parts)
+        assert (100 * low, 100 * high) == pytest.approx(_exact(events, parts))
+    with pytest.raises(ValueError):
+        count_interval(5, 4)
+
+
+def test_a_rate_without_spread_gets_the_interval_of_its_counts_never_zero_width():
+    # 0% on every seed: overkill 0 of 125 good parts on 10 seeds (issue 24). The rule of three
+    # says the rate could still be about 0.24%; the two-sided exact interval reaches 0.29%.
+    zero = summarize([0.0] * 10, rate_scale=100, n_parts=125)
+    assert (zero["ci_low"], zero["ci_high"]) == pytest.approx(_exact(0, 1250))
+    assert zero["ci_high"] > 100 * 3 / 1250
+    # 100% on every seed, and identical values away from the bounds (96.0 three times).
+    full = summarize([100.0] * 3, rate_scale=100, n_parts=575)
+    assert (full["ci_low"], full["ci_high"]) == pytest.approx(_exact(1725, 1725))
+    same = summarize([96.0] * 3, rate_scale=100, n_parts=575)
+    assert (same["ci_low"], same["ci_high"]) == pytest.approx(_exact(1656, 1725))
+    assert same["ci_low"] < 96.0 < same["ci_high"]
+    # Equal values whose float spread is rounding (numpy's sd of 0.8, 0.8, 0.8 is 1e-16).
+    rounding = summarize([0.8] * 3, rate_scale=100, n_parts=125)
+    assert (rounding["ci_low"], rounding["ci_high"]) == pytest.approx(_exact(3, 375))
+    for s in (zero, full, same):
+        assert s["ci_high"] - s["ci_low"] > 0.1
+    # Parts that differ between seeds: their mean per seed.
+    assert rate_interval(0.0, 0.0, 2, n_parts=99.5) == pytest.approx(_exact(0, 199))
+    # Where the seeds do spread, the counts change nothing: the logit-scale interval as before.
+    spread = [5.0, 7.5, 4.0]
+    assert summarize(spread, rate_scale=100, n_parts=450) == summarize(spread, rate_scale=100)
+    # Without the counts there is nothing to go by: zero width (the seed rule reads it as unknown).
+    assert rate_interval(96.0, 0.0, 3) == (96.0, 96.0)
+
+
 @pytest.mark.parametrize(("difference", "sd"), [(0.5, 1.0), (1.0, 2.3), (3.4, 7.1), (0.2, 0.05), (2.0, 1.0)])
 def test_seeds_for_power_match_statsmodels(difference, sd):
     from statsmodels.stats.power import TTestPower, tt_solve_power
@@ -100,6 +141,23 @@ def test_seeds_for_power_match_statsmodels(difference, sd):
     assert n == math.ceil(tt_solve_power(effect_size=difference / sd, alpha=0.05, power=0.8))
     power = TTestPower()
     assert power.power(difference / sd, n, 0.05) >= 0.8 > power.power(difference / sd, n - 1, 0.05)
+
+
+def test_seeds_for_power_is_a_bounded_search_even_for_differences_that_agree_to_rounding():
+    # Issue 24, item 9: two seeds whose accuracy differences agree to rounding, a paired
+    # difference of 1.65 points with a spread of 1e-14, sent the old search counting pairs
+    # 2, 3, ... past 500,000 (scipy's power is NaN for effects that size).
+    a = [0.5165 * 100, 0.8665 * 100]
+    b = [(0.5165 - 0.0165) * 100, (0.8665 - 0.0165) * 100]
+    cmp = paired_comparison(a, b)
+    assert cmp["mean_diff"] == pytest.approx(1.65) and 0 < cmp["sd_diff"] < 1e-13
+    assert seeds_for_power(cmp["mean_diff"], cmp["sd_diff"]) == 2  # an effect of 1e14 sd
+    assert seeds_for_power(1.0, cmp["sd_diff"]) == 2
+    assert seeds_for_power(1.65, 1e-300) == 2
+    # Differences that 10,000 pairs would not detect are not counted further.
+    assert seeds_for_power(1e-6, 1.0) == MAX_POWER_SEEDS + 1
+    assert seeds_for_power(0.01, 1.0) == MAX_POWER_SEEDS + 1
+    assert seeds_for_power(0.03, 1.0) == 8723  # below the bound: the exact answer
 
 
 def test_seeds_for_power_known_values_and_edges():

@@ -404,3 +404,68 @@ def test_the_pruner_judges_a_trials_current_score_not_its_best_so_far():
     trial = study_few.ask()
     trial.report(0.0, 300)
     assert not trial.should_prune()  # fewer than five complete trials
+
+
+# ----------------------------------------------------------------- multi-fidelity pruners
+
+
+def tiny_config(pruner: str):
+    from bench.grid.config import GridConfig
+    from bench.sampling.budget import Budget
+    from bench.tune.config import TuneConfig
+
+    grid = GridConfig(
+        dataset="digits",
+        methods=("classifier",),
+        schemes=("uniform",),
+        budget=Budget(steps=40, batch_images=24),
+    )
+    return TuneConfig(grid=grid, trials=8, seeds=(1000, 1001), pruner=pruner)  # 2 fits: 80 steps a trial
+
+
+def stopped_at(study: optuna.Study, curve: dict[int, float]) -> int | None:
+    """Report ``curve`` step by step as a trial does; the step it is stopped at, or None."""
+    trial = study.ask()
+    for step, value in curve.items():
+        trial.report(value, step)
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return step
+    study.tell(trial, value)
+    return None
+
+
+def test_successive_halving_counts_its_budget_in_training_steps_from_the_middle_of_the_first_fit():
+    from bench.tune.outputs import pruner_text
+    from bench.tune.study import make_pruner
+
+    config = tiny_config("halving")  # probes every 10 steps; the first fit's middle: step 20
+    assert (config.probe_every, config.warmup_steps, config.trial_steps) == (10, 20, 80)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(config))
+    curve = {step: 0.5 for step in range(10, 90, 10)}
+    assert stopped_at(study, curve) is None  # the first trial sets the bar
+    assert stopped_at(study, {s: v - 0.1 for s, v in curve.items()}) == 20  # worse: stopped at rung 1
+    assert stopped_at(study, {s: v + 0.1 for s, v in curve.items()}) is None  # best at both rungs
+    # The best third at step 20 (promoted), not at step 60 = 20 x 3 (stopped there).
+    assert stopped_at(study, {s: 0.65 if s < 60 else 0.58 for s in curve}) == 60
+    assert "rungs at step 20, 60 of 80" in pruner_text(config)
+
+
+def test_hyperband_stops_trials_only_at_its_rungs_and_a_tuning_keeps_its_pruner(tmp_path, capsys):
+    from bench.tune.study import make_pruner
+
+    config = tiny_config("hyperband")
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(config))
+    curve = {step: 0.9 for step in range(10, 90, 10)}
+    stops = [stopped_at(study, {s: v - 0.05 * i for s, v in curve.items()}) for i in range(8)]
+    assert stops[0] is None and any(stops)  # each trial worse than the last: most are stopped
+    assert {s for s in stops if s is not None} <= {20, 60}  # at a rung (20 x 3^k), never before 20
+
+    out = tmp_path / "tune"
+    args = ["tune", "--method", "classifier", *TINY, "--trials", "3", "--pruner", "hyperband", "--executor"]
+    assert main([*args, "local", "--out", str(out)]) == 0
+    assert trial_counts(studies(out)["classifier"])["counted"] == 3
+    assert "Hyperband pruner" in (out / "tuning.md").read_text()
+    capsys.readouterr()
+    assert main([*args, "local", "--out", str(out), "--resume", "--pruner", "median"]) == 2
+    assert "holds the tuning study of another grid" in capsys.readouterr().err

@@ -89,31 +89,44 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def export_command(args: argparse.Namespace, console: Console) -> int:
-    from bench.export.frames import run_dirs
-    from bench.export.mlflow_store import mlflow_client
-
     if args.mlflow is None:
         raise BenchError("choose where to export: --mlflow [URI]")
-    from bench.export.mlflow_tune import export_tuning, is_tuning
+    from bench.export.mlflow_export import export_run_dir
+    from bench.export.mlflow_store import mlflow_client
+    from bench.export.mlflow_tune import export_tuning
 
     root = Path(args.run_dir)
-    tuning = is_tuning(root)
-    dirs = [] if tuning else run_dirs(root)  # checks the directory before MLflow is imported
+    tuning_dirs, run_dirs = _directories(root)  # checked before MLflow is imported
     client = mlflow_client(args.mlflow)
-    if tuning:
-        counts = export_tuning(client, args.mlflow, root, args.experiment)
-    else:
-        from bench.export.mlflow_export import export_run_dir
-
-        counts = []
-        for run_dir in dirs:
-            prefix = args.experiment or _prefix(root, run_dir)
-            counts += export_run_dir(client, args.mlflow, run_dir, prefix)
+    counts = []
+    for tune_dir in tuning_dirs:
+        counts += export_tuning(client, args.mlflow, tune_dir, args.experiment or _prefix(root, tune_dir))
+    for run_dir in run_dirs:
+        counts += export_run_dir(client, args.mlflow, run_dir, args.experiment or _prefix(root, run_dir))
     for count in counts:
         console.print(count.line(), highlight=False, soft_wrap=True)
     ui = f"mlflow ui --backend-store-uri {args.mlflow}"
     console.print(f"exported to {args.mlflow}; browse the runs with: {ui}", highlight=False, soft_wrap=True)
     return 0
+
+
+def _directories(root: Path) -> tuple[list[Path], list[Path]]:
+    """The tuning directories and the run directories at ``root`` (itself, or the folders below
+    it: a ``bench study`` directory holds one of each).
+
+    Raises:
+        BenchError: ``root`` does not exist or holds neither.
+    """
+    from bench.export.frames import run_dirs
+    from bench.export.mlflow_tune import tunings
+
+    found = tunings(root)
+    try:
+        return found, run_dirs(root)
+    except BenchError:
+        if found:
+            return found, []
+        raise
 
 
 def _prefix(root: Path, run_dir: Path) -> str:

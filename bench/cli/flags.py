@@ -66,12 +66,17 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="balance scheme (repeatable): see python -m bench list schemes; good-xK for any K",
     )
-    parser.add_argument("--trunk", help="shared trunk: mlp or cnn (default mlp)")
+    parser.add_argument("--trunk", help="shared trunk: mlp, cnn or resnet (default mlp)")
     parser.add_argument(
         "--inputs",
         choices=INPUTS,
         help="input standardization, statistics from the training split only: pixel (default; per-pixel "
         "mean and std), global (one mean and std) or raw (pixels as loaded)",
+    )
+    parser.add_argument(
+        "--augment",
+        help="transforms applied to every method's training batches, comma-separated (hflip, vflip), "
+        "or none (default: the dataset's own: hflip,vflip for elpv, none for the others)",
     )
     parser.add_argument("--steps", type=int, help=f"optimizer steps (default {Budget.steps})")
     parser.add_argument(
@@ -100,13 +105,15 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_execution_arguments(
-    parser: argparse.ArgumentParser, out_name: str, unit: str = "cells", resume_help: str | None = None
+    parser: argparse.ArgumentParser,
+    out_name: str,
+    unit: str = "cells",
+    resume_help: str | None = None,
+    out_default: str = "results/<dataset>-<timestamp>",
 ) -> None:
     """Where the output goes and where the work runs (``--out``, ``--resume``, device, threads,
-    executor, jobs, Dask address). Shared by ``run`` and ``tune``."""
-    parser.add_argument(
-        "--out", metavar=out_name, help="output directory (default results/<dataset>-<timestamp>)"
-    )
+    executor, jobs, Dask address). Shared by ``run``, ``tune`` and ``study``."""
+    parser.add_argument("--out", metavar=out_name, help=f"output directory (default {out_default})")
     parser.add_argument(
         "--resume", action="store_true", help=resume_help or f"continue {out_name}, keeping finished {unit}"
     )

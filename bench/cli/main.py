@@ -21,6 +21,7 @@ from bench.cli.browse import (
 from bench.cli.export import add_export_arguments, add_table_arguments, export_command, table_command
 from bench.cli.flags import add_execution_arguments, add_grid_arguments
 from bench.cli.run import run_command
+from bench.cli.study import add_study_arguments, study_command
 from bench.cli.tune import add_tune_arguments, tune_command
 from bench.core.errors import BenchError
 from bench.datasets.standardize import INPUTS
@@ -93,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_tune_arguments(tune)
 
+    study = sub.add_parser(
+        "study",
+        help="the whole protocol in one directory: tune every method, then the final runs and the report",
+        formatter_class=RichHelpFormatter,
+    )
+    add_study_arguments(study)
+
     lst = sub.add_parser(
         "list", help="list methods, schemes, datasets and trunks", formatter_class=RichHelpFormatter
     )
@@ -159,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 failed cells, 2 bad input, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     console = Console()
     try:
@@ -166,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_command(args, console)
         if args.command == "tune":
             return tune_command(args, console)
+        if args.command == "study":
+            return study_command(args, console, argv)
         if args.command == "list":
             return list_command(args, console)
         if args.command == "report":

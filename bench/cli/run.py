@@ -21,6 +21,7 @@ from bench.cli.flags import (
     execution_options,
 )
 from bench.core.errors import BenchError, unknown_name
+from bench.datasets.augment import parse_augment
 from bench.datasets.image_set import ImageSet
 from bench.grid.adaptive import SeedTarget
 from bench.grid.config import GridConfig, load_grid_toml
@@ -92,6 +93,8 @@ def grid_from_args(
     ):
         if getattr(args, flag) is not None:
             kw[key] = getattr(args, flag)
+    if getattr(args, "augment", None) is not None:
+        kw["augment"] = parse_augment(args.augment)
     dataset = kw.get("dataset", "inspection")
     options = dict(kw.get("dataset_options", {}))
     if args.quick:
@@ -167,11 +170,12 @@ def _check_tuned_for(grid: GridConfig, tune_dir: Path) -> None:
     from bench.tune.outputs import TUNED_FILE
 
     tuned = GridConfig(**load_grid_toml(tune_dir / TUNED_FILE))
-    shared = ("steps", "batch_images", "embedding_size", "eval_every")
+    shared = ("steps", "batch_images", "embedding_size", "eval_every", "schedule", "weight_decay")
     pairs = {
         "dataset": (tuned.dataset, grid.dataset),
         "dataset_options": (tuned.dataset_options, grid.dataset_options),
         "trunk": (tuned.trunk, grid.trunk),
+        "augment": (tuned.augment, grid.augment),
         **{f"budget {k}": (getattr(tuned.budget, k), getattr(grid.budget, k)) for k in shared},
     }
     for name, (then, now) in pairs.items():

@@ -14,6 +14,13 @@ from bench.cli.flags import add_execution_arguments, add_grid_arguments, check_e
 from bench.cli.run import check_data, grid_from_args
 from bench.cli.tables import print_table
 from bench.tune.config import OBJECTIVES, TUNE_SCHEMES, TuneConfig, tune_seeds
+from bench.tune.pruner import PRUNERS
+
+PRUNER_HELP = (
+    "what stops a trial early, from the middle of its first fit on: median (default; below the median "
+    "of the complete trials' running scores at the same step), halving (successive halving: only the "
+    "best third goes on at each rung of training steps) or hyperband (brackets of successive halving)"
+)
 
 
 def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +43,7 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
         "parts, minimized) or map_at_r",
     )
     parser.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+    parser.add_argument("--pruner", choices=tuple(PRUNERS), default="median", help=PRUNER_HELP)
     add_execution_arguments(parser, "DIR", unit="trials")
 
 
@@ -50,6 +58,7 @@ def tune_command(args: argparse.Namespace, console: Console) -> int:
         seeds=tune_seeds(args.tune_seeds),
         objective=args.objective,
         sampler_seed=args.sampler_seed,
+        pruner=args.pruner,
     )
     check_data(grid)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -65,6 +65,9 @@ DEFAULT_SIZE = 64
 SIZE_RANGE = (8, 300)
 #: The resampling filter (antialiased): part of the cache key, so changing it re-decodes.
 RESAMPLE = "lanczos"
+#: The transforms that keep a cell's label, applied to every method's training batches: a cell
+#: mirrored left-right or top-bottom is the same cell with the same cracks (``--augment`` overrides).
+AUGMENT = ("hflip", "vflip")
 #: 8-bit modes converted to grayscale as they are; any other mode (16-bit, float) is refused.
 _EIGHT_BIT_MODES = ("L", "1", "P", "LA", "RGB", "RGBA")
 
@@ -315,5 +318,6 @@ def load_elpv(
             good_index=0,
             name="elpv",
             source=_source_text(directory, labels, from_package=data_dir is None),
+            augment=AUGMENT,
         )
     )

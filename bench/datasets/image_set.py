@@ -23,6 +23,9 @@ class ImageSet:
             from; splits keep it so tests can prove no image sits in two splits.
         fingerprint: digest of the files the images were read from (paths, sizes, modification
             times; ``bench.datasets.fingerprint``), or None for data generated in memory.
+        augment: the transforms that keep this data's labels, applied to every method's
+            training batches (``bench.datasets.augment``: ``("hflip", "vflip")`` for solar
+            cells); empty for none, the default.
     """
 
     images: torch.Tensor
@@ -33,6 +36,7 @@ class ImageSet:
     source: str = ""
     index: torch.Tensor = field(default=None)  # type: ignore[assignment]
     fingerprint: str | None = None
+    augment: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.index is None:
@@ -68,6 +72,7 @@ class ImageSet:
             source=self.source,
             index=self.index[positions],
             fingerprint=self.fingerprint,
+            augment=self.augment,
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from bench.core.errors import BenchError
+from bench.datasets.augment import check_augment
 from bench.datasets.image_set import ImageSet
 
 
@@ -13,7 +14,8 @@ def check_image_set(ds: ImageSet) -> ImageSet:
 
     Checked: images are a float tensor (n, h, w) with only finite values; labels are an int64
     tensor (n,) of indices into ``classes``; codes are unique; at least two classes actually
-    have images; ``good_index`` (when set) names a class; ``index`` has one entry per image.
+    have images; ``good_index`` (when set) names a class; ``index`` has one entry per image;
+    ``augment`` names known transforms.
 
     Args:
         ds: the image set a loader is about to return.
@@ -52,6 +54,10 @@ def check_image_set(ds: ImageSet) -> ImageSet:
             f"{where} has images of {present} class(es) only; a benchmark needs at least 2 "
             "(check the label column or the class filter)"
         )
+    try:
+        check_augment(ds.augment)
+    except BenchError as exc:
+        raise BenchError(f"{where}: {exc}") from None
     if ds.good_index is not None and not 0 <= ds.good_index < c:
         raise BenchError(f"{where}: good_index {ds.good_index} is not a class index (0..{c - 1})")
     # The sum is finite whenever every pixel is (bar overflow, which the full check then clears),

@@ -3,6 +3,8 @@
 The inspection view treats the good class as the negative and every defect as a positive:
 
 * escape rate: share of defective parts judged good (a defect shipped, the costly error);
+  per defect class too (``escape_rate_by_class``), since classes differ in severity: an ELPV
+  cell an expert was sure is defective, passed as good, is not the same as an unsure one;
 * overkill rate: share of good parts judged defective (a good part scrapped or re-inspected);
 * defect confusion rate: share of defective parts caught but given another defect's code.
 
@@ -68,6 +70,40 @@ def expected_cost_per_1000(
     return 1000.0 * total
 
 
+def escape_rate_by_class(
+    y_true: torch.Tensor | np.ndarray | Sequence[int],
+    y_pred: torch.Tensor | np.ndarray | Sequence[int],
+    classes: Sequence[str],
+    good_index: int | None,
+) -> dict[str, float | None] | None:
+    """The share of each defect class's parts judged good: the escape rate per defect class.
+
+    The overall escape rate pools the defect classes by their test counts, so a frequent,
+    obvious defect can hide the escapes of a rare or subtle one; per class, each severity level
+    is seen on its own (ELPV's ``defect-33`` cells, which an expert thought probably fine,
+    against ``defect-100`` ones, certainly defective).
+
+    Args:
+        y_true: true class indices (n,).
+        y_pred: predicted class indices (n,).
+        classes: the label code of each class index.
+        good_index: the good class's index, or None.
+
+    Returns:
+        ``{code: share or None}`` for every class but the good one, in class order (None for a
+        class absent from ``y_true``); None without a good class.
+    """
+    if good_index is None:
+        return None
+    yt, yp = _as_numpy(y_true), _as_numpy(y_pred)
+    passed = yp == int(good_index)
+    return {
+        str(code): _ratio(int((passed & (yt == i)).sum()), int((yt == i).sum()))
+        for i, code in enumerate(classes)
+        if i != int(good_index)
+    }
+
+
 def classification_metrics(
     y_true: torch.Tensor | np.ndarray | Sequence[int],
     y_pred: torch.Tensor | np.ndarray | Sequence[int],
@@ -93,6 +129,7 @@ def classification_metrics(
         A JSON-ready dict: ``n``, ``accuracy``, ``balanced_accuracy``, ``macro_f1``,
         ``per_class_recall`` ({code: float | None}), ``confusion`` ({"labels": codes,
         "matrix": rows = true, columns = predicted}), ``escape_rate``, ``overkill_rate``,
+        ``escape_rate_by_class`` ({defect code: float | None}, ``escape_rate_by_class``),
         ``defect_confusion_rate``, ``test_good_share`` and ``cost_per_1000`` ({"test_mix",
         "production_mix"}).
 
@@ -125,6 +162,7 @@ def classification_metrics(
 
     inspection = {
         "escape_rate": None,
+        "escape_rate_by_class": None,
         "overkill_rate": None,
         "defect_confusion_rate": None,
         "test_good_share": None,
@@ -147,6 +185,7 @@ def classification_metrics(
         )
         inspection = {
             "escape_rate": escape,
+            "escape_rate_by_class": escape_rate_by_class(yt, yp, codes, g),
             "overkill_rate": overkill,
             "defect_confusion_rate": _ratio(misnamed, n_defect),
             "test_good_share": test_share,

@@ -50,6 +50,14 @@ def is_tuning(path: Path) -> bool:
     return (Path(path) / STUDY_FILE).is_file()
 
 
+def tunings(path: Path) -> list[Path]:
+    """The tuning directories at ``path``: itself, or every folder below it with a study journal."""
+    path = Path(path)
+    if is_tuning(path):
+        return [path]
+    return sorted(p.parent for p in path.rglob(STUDY_FILE) if p.is_file()) if path.is_dir() else []
+
+
 def _flat(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
     if isinstance(value, dict):
         for key, item in value.items():

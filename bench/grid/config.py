@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.core.canonical import canonical_json
 from bench.core.errors import BenchError
+from bench.datasets.augment import check_augment
 from bench.datasets.standardize import DEFAULT_INPUTS, LEGACY_INPUTS, check_inputs
 from bench.grid.adaptive import SeedTarget
 from bench.sampling.budget import Budget, method_budget
@@ -27,6 +28,10 @@ class CellConfig:
     ``inputs`` (how images are standardized) is in the hash except at its legacy value
     ``raw``: records made before it existed were made on raw pixels and keep their hashes (the
     record reader, ``bench.grid.record``, reads their missing key as ``raw``).
+
+    ``augment`` is None for the dataset's own augmentation (``ImageSet.augment``), or the
+    transforms that replace it (``()`` for none); it is in the hash only when given, so cells
+    made before it existed keep their hashes.
     """
 
     dataset: str
@@ -43,11 +48,17 @@ class CellConfig:
     cost_overkill: float = 1.0
     good_share: float | None = None
     inputs: str = DEFAULT_INPUTS
+    augment: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for key in ("params", "dataset_options", "scheme_options"):
             out[key] = dict(getattr(self, key))
+        out["budget"] = self.budget.to_dict()
+        if self.augment is None:
+            del out["augment"]
+        else:
+            out["augment"] = list(self.augment)
         return out
 
     @classmethod
@@ -56,6 +67,8 @@ class CellConfig:
         data["budget"] = Budget(**data.get("budget", {}))
         for key in ("params", "dataset_options", "scheme_options"):
             data[key] = _frozen_items(data.get(key) or {})
+        if data.get("augment") is not None:
+            data["augment"] = tuple(data["augment"])
         return cls(**data)
 
     @property
@@ -98,6 +111,9 @@ class GridConfig:
     cost_overkill: float = 1.0
     good_share: float | None = None
     inputs: str = DEFAULT_INPUTS
+    #: The transforms applied to every method's training batches: None for the dataset's own
+    #: (``ImageSet.augment``), or the names that replace them (``()`` for none).
+    augment: tuple[str, ...] | None = None
     #: Where each method's parameters came from (e.g. a tuning directory); stamped on its
     #: records, not part of any cell's hash. Methods not named use their defaults and ``method_params``.
     params_source: dict[str, str] = field(default_factory=dict)
@@ -123,6 +139,8 @@ class GridConfig:
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise BenchError(f"{key} must be a name (got {getattr(self, key)!r})")
         check_inputs(self.inputs)
+        if self.augment is not None:
+            object.__setattr__(self, "augment", check_augment(self.augment))
         for key in ("cost_escape", "cost_overkill"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
@@ -177,6 +195,7 @@ class GridConfig:
             cost_overkill=self.cost_overkill,
             good_share=self.good_share,
             inputs=self.inputs,
+            augment=self.augment,
         )
 
     def cells(self) -> list[CellConfig]:
@@ -199,6 +218,8 @@ class GridConfig:
         ]
         if self.good_share is not None:
             lines.append(f"good_share = {_toml(self.good_share)}")
+        if self.augment is not None:
+            lines.append(f"augment = {_toml(list(self.augment))}")
         lines += ["", "[budget]"] + [f"{k} = {_toml(v)}" for k, v in self.budget.to_dict().items()]
         if self.seed_target is not None:
             lines += ["", "[seed_target]"] + [
@@ -268,7 +289,7 @@ def load_grid_toml(path: Path) -> dict[str, Any]:
                 f"config file {str(path)!r}: seed_target must be a table of {', '.join(sorted(known))}"
             )
         out["seed_target"] = SeedTarget(**table)
-    for key in ("methods", "schemes", "seeds"):
+    for key in ("methods", "schemes", "seeds", "augment"):
         if isinstance(out.get(key), list):
             out[key] = tuple(out[key])
     return out

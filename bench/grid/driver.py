@@ -18,7 +18,7 @@ from bench.grid.lock import RunLock
 from bench.grid.progress import GridProgress
 from bench.grid.run_dir import claim_grid
 from bench.grid.runner import new_record, now, run_cell
-from bench.grid.store import ResultStore, latest_by_hash, read_records
+from bench.grid.store import ResultStore, latest_by_hash, parts_behind, read_records
 
 OnStart = Callable[[CellConfig], None]
 OnStep = Callable[[int, int], None]
@@ -145,8 +145,8 @@ def run_adaptive_grid(
     Each round asks ``bench.grid.adaptive.next_counts`` which groups need more seeds, from the
     records of the cells scheduled so far, and runs those cells as one batch. With ``resume`` the
     rounds are replayed from the records: finished cells are skipped and the same choices made.
-    Records carry ``seed_target`` and their ``seed_round``. ``on_round(round, added seeds by
-    group)`` is called before each added round.
+    Records carry ``seed_target`` (as the rule applies it: ``min_seeds`` included) and their
+    ``seed_round``. ``on_round(round, added seeds by group)`` is called before each added round.
     """
     target = grid.seed_target
     if target is None:
@@ -163,7 +163,7 @@ def _run_rounds(grid, run_dir, options, resume, on_round, force) -> GridOutcome:
     batch = grid.cells()
     number = 0
     while True:
-        extra = {"seed_target": target.to_dict(), "seed_round": number}
+        extra = {"seed_target": target.applied(), "seed_round": number}
         done = run_grid(grid, run_dir, options, resume, cells=batch, record_extra=extra, force=force)
         outcome.total += done.total
         outcome.skipped += done.skipped
@@ -178,7 +178,7 @@ def _run_rounds(grid, run_dir, options, resume, on_round, force) -> GridOutcome:
             }
             for g in groups
         }
-        grown = next_counts(counts, values, grid.seeds, target)
+        grown = next_counts(counts, values, grid.seeds, target, _parts(records, grid, groups))
         added = {g: seed_sequence(grid.seeds, grown[g])[counts[g] :] for g in groups if grown[g] > counts[g]}
         if not added:
             break
@@ -191,6 +191,20 @@ def _run_rounds(grid, run_dir, options, resume, on_round, force) -> GridOutcome:
         counts = grown
     outcome.seed_counts = counts
     return outcome
+
+
+def _parts(
+    records: dict[str, dict[str, Any]], grid: GridConfig, groups: list[tuple[str, str]]
+) -> dict[tuple[str, str], float | None]:
+    """The parts behind each group's target rate on one seed (the mean over its recorded seeds;
+    None where no record says): a rate without spread gets its interval from these counts."""
+    target = grid.seed_target
+    out: dict[tuple[str, str], float | None] = {}
+    for g in groups:
+        cells = (records.get(grid.cell(*g, s).hash) for s in seed_sequence(grid.seeds, target.max_seeds))
+        known = [p for p in (parts_behind(r, target.path) for r in cells if r is not None) if p is not None]
+        out[g] = sum(known) / len(known) if known else None
+    return out
 
 
 def _value(record: dict[str, Any] | None, path: tuple[str, ...]) -> float | None:

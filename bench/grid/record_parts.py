@@ -160,6 +160,8 @@ class DatasetInfo(Part):
         source: where the images came from, in words.
         inputs: how the images were standardized; absent in records made before ``--inputs``.
         fingerprint: the data files' fingerprint (paths, sizes, times), for file-backed datasets.
+        augment: the transforms applied to the training batches (``bench.datasets.augment``);
+            absent where none were.
     """
 
     name: str | None = slot()
@@ -170,6 +172,7 @@ class DatasetInfo(Part):
     source: str | None = slot()
     inputs: InputsInfo | None = slot(InputsInfo.from_json, optional=True)
     fingerprint: str | None = slot(optional=True)
+    augment: tuple[str, ...] | None = slot(as_tuple, optional=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,6 +214,7 @@ class Metrics(Part):
         per_class_recall: recall per class code.
         confusion: the confusion matrix.
         escape_rate: defective parts judged good, of the defective ones.
+        escape_rate_by_class: the same per defect class code (absent in records made before it).
         overkill_rate: good parts judged defective, of the good ones.
         defect_confusion_rate: defects given the wrong defect class, of the defective ones.
         test_good_share: the good class's share of the test split.
@@ -230,6 +234,7 @@ class Metrics(Part):
     per_class_recall: Mapping[str, float | None] | None = slot(as_dict)
     confusion: Confusion | None = slot(Confusion.from_json)
     escape_rate: float | None = slot()
+    escape_rate_by_class: Mapping[str, float | None] | None = slot(as_dict, optional=True)
     overkill_rate: float | None = slot()
     defect_confusion_rate: float | None = slot()
     test_good_share: float | None = slot()

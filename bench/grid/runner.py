@@ -50,8 +50,14 @@ def prepare_data(dataset: str, options: dict[str, Any], seed: int) -> Splits:
 
 def prepare_inputs(cell: CellConfig) -> tuple[Splits, InputStats | None]:
     """The cell's split with its inputs standardized as ``cell.inputs`` says, for every method
-    alike, by statistics of the training split only (None for ``raw``)."""
-    return standardize_splits(prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed), cell.inputs)
+    alike, by statistics of the training split only (None for ``raw``), and the cell's
+    ``augment`` (when given) in place of the dataset's own."""
+    splits = prepare_data(cell.dataset, dict(cell.dataset_options), cell.seed)
+    if cell.augment is not None:
+        splits = Splits(
+            *(replace(part, augment=cell.augment) for part in (splits.train, splits.val, splits.test))
+        )
+    return standardize_splits(splits, cell.inputs)
 
 
 def cell_plan(cell: CellConfig, train: ImageSet) -> BalancePlan:
@@ -141,6 +147,7 @@ def run_cell(cell: CellConfig, device: str = "cpu", on_step: StepCallback | None
                 source=train.source,
                 inputs=InputsInfo.from_json(input_stats.describe() if input_stats else {"mode": cell.inputs}),
                 fingerprint=train.fingerprint or None,
+                augment=tuple(train.augment) or None,
             ),
         )
         memory = PeakMemory(device).start()  # what fit and evaluate add; not the data

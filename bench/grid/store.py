@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -128,3 +128,43 @@ class ResultStore:
                 fh.seek(-1, os.SEEK_END)
                 if fh.read(1) != b"\n":
                     fh.write(b"\n")
+
+
+#: Which parts of a split each rate of a record is counted over (the metric's last path key).
+RATE_PARTS = {
+    "accuracy": "all",
+    "escape_rate": "defective",
+    "defect_confusion_rate": "defective",
+    "overkill_rate": "good",
+}
+
+
+def parts_behind(record: Record | dict[str, Any], path: tuple[str, ...] | list[str]) -> int | None:
+    """How many parts the rate at ``path`` of ``record`` was counted over on its seed.
+
+    ``accuracy`` counts every part of the split, ``escape_rate`` and ``defect_confusion_rate``
+    the defective ones, ``overkill_rate`` the good ones; the split is the validation split for
+    ``val_metrics_by_rule``, else the test split; the numbers come from ``dataset.counts``.
+    None for another value, or a record without those counts (or without a good class where
+    one is needed). The report's intervals of a rate whose seeds show no spread, and the seed
+    rule's, come from these counts (``bench.core.intervals.rate_interval``).
+    """
+    kind = RATE_PARTS.get(path[-1]) if path else None
+    if isinstance(record, Record):
+        info = record.dataset
+        dataset = None if info is None else {"counts": info.counts, "good": info.good}
+    else:
+        dataset = record.get("dataset")
+    if kind is None or not isinstance(dataset, dict) or not isinstance(dataset.get("counts"), Mapping):
+        return None
+    counts = dataset["counts"].get("val" if path[0] == "val_metrics_by_rule" else "test")
+    if not isinstance(counts, Mapping) or not counts:
+        return None
+    total = sum(int(v) for v in counts.values())
+    if kind == "all":
+        return total or None
+    good = dataset.get("good")
+    if good is None or str(good) not in counts:
+        return None
+    parts = int(counts[str(good)]) if kind == "good" else total - int(counts[str(good)])
+    return parts or None

@@ -32,6 +32,7 @@ from bench.report.cells import (
     variant_tags,
 )
 from bench.report.comparisons import answer_section
+from bench.report.escapes import escape_section
 from bench.report.figures import plot_section, slug
 from bench.report.health import health_section
 from bench.report.method_pairs import method_pairs_section
@@ -85,7 +86,10 @@ def render_report(records: Sequence[Record | Mapping[str, Any]], plot_dir: Path)
         "Generated from `results.jsonl` by `bench.report`; every number below comes from the recorded"
         " cells. Intervals are 95% intervals over seeds: for rates (accuracy, escape, overkill and"
         " every other %), a Student-t interval on the logit scale (delta method), shown as"
-        " `mean (low–high)`, which stays within 0–100%; for other quantities, the Student-t"
+        " `mean (low–high)`, which stays within 0–100%, and where every seed gave the same rate (0%"
+        " on every seed, say) the Clopper-Pearson interval of the events pooled over the seeds' parts"
+        " (0 of 3 x 450 parts: 0.0–0.3), so no rate interval is zero-width where the parts are"
+        " recorded; for other quantities, the Student-t"
         " interval, shown as `mean ± half-width`; for paired differences (between schemes or between"
         " methods, on the same seeds), the"
         " Student-t interval of the mean difference. p values are two-sided paired t tests,"
@@ -107,6 +111,7 @@ def render_report(records: Sequence[Record | Mapping[str, Any]], plot_dir: Path)
         out += [f"## {title}", ""]
         out += setup_section(study, cells)
         out += headline_section(cells, rule)
+        out += escape_section(cells, good, rule)
         out += seed_target_section(cells, study)
         comparisons = families(cells)
         out += answer_section(cells, comparisons)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.canonical import canonical_json as canonical
-from bench.grid.record import INPUTS_FIELD, Record
-from bench.grid.store import latest_by_hash
+from bench.grid.record import HEADLINE_METRICS, INPUTS_FIELD, Record
+from bench.grid.store import latest_by_hash, parts_behind
 from bench.grid.store import load_records as read_run
 from bench.report.stats import summarize
 from bench.sampling.names import BASELINE_SCHEME, good_x_weight
@@ -48,10 +48,18 @@ def as_records(records: Iterable[Record | Mapping[str, Any]]) -> list[Record]:
     return [r if isinstance(r, Record) else Record.from_dict(r) for r in records]
 
 
+def counted(value: Value, *path: str) -> Value:
+    """``value``, marked as the rate at ``path`` of a record's JSON (e.g. ``"metrics",
+    "escape_rate"``), so that ``Cells.rate`` can read the counts of parts behind it
+    (``bench.grid.store.parts_behind``)."""
+    value.path = path  # type: ignore[attr-defined]
+    return value
+
+
 def headline(name: str) -> Value:
     """A record's headline rate ``name`` (``accuracy``, ``escape``, ``overkill``: the record's
     ``HEADLINE_METRICS``, the table the seed-target rule reads too)."""
-    return lambda rec: rec.headline(name)
+    return counted(lambda rec: rec.headline(name), "metrics", HEADLINE_METRICS[name])
 
 
 def options(rec: Record, options_field: str) -> dict:
@@ -204,6 +212,15 @@ class Cells:
         return summarize(vals)
 
     def rate(self, method: str, scheme: str, value: Value) -> dict:
-        """Mean and logit-scale interval over seeds of the rate ``value``, in % (stays in 0–100)."""
+        """Mean and logit-scale interval over seeds of the rate ``value``, in % (stays in 0–100);
+        where the seeds show no spread, the interval of the counts of parts behind the rate (for a
+        ``value`` made by ``counted``, which names the metric the counts are read for)."""
         vals = [None if v is None else float(v) * 100 for v in self.values(method, scheme, value).values()]
-        return summarize(vals, rate_scale=100.0)
+        path = getattr(value, "path", None)
+        parts = (
+            [parts_behind(rec, path) for rec in self.by_cell.get((method, scheme), {}).values()]
+            if path
+            else []
+        )
+        known = [p for p in parts if p is not None]
+        return summarize(vals, rate_scale=100.0, n_parts=sum(known) / len(known) if known else None)

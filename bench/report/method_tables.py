@@ -7,17 +7,18 @@ from collections.abc import Callable
 
 from bench.grid.record import Metrics
 from bench.report import plots
-from bench.report.cells import Cells, Value
+from bench.report.cells import Cells, Value, counted
 from bench.report.format import mean_ci, num, rate_ci, table
 from bench.report.overview import cost_columns
 
-_RULE_RATES: tuple[tuple[str, Callable[[Metrics], float | None]], ...] = (
-    ("accuracy %", lambda m: m.accuracy),
-    ("balanced acc %", lambda m: m.balanced_accuracy),
-    ("macro F1 %", lambda m: m.macro_f1),
-    ("escape %", lambda m: m.escape_rate),
-    ("overkill %", lambda m: m.overkill_rate),
-    ("defect confusion %", lambda m: m.defect_confusion_rate),
+#: Each rule's rates: column and ``Metrics`` field.
+_RULE_RATES: tuple[tuple[str, str], ...] = (
+    ("accuracy %", "accuracy"),
+    ("balanced acc %", "balanced_accuracy"),
+    ("macro F1 %", "macro_f1"),
+    ("escape %", "escape_rate"),
+    ("overkill %", "overkill_rate"),
+    ("defect confusion %", "defect_confusion_rate"),
 )
 _RETRIEVAL_COLUMNS: tuple[tuple[str, Callable[[Metrics], float | None]], ...] = (
     ("P@1 %", lambda m: m.precision_at_1),
@@ -39,6 +40,11 @@ def _by_rule(rule: str, get: Callable[[Metrics], float | None]) -> Value:
     return value
 
 
+def _rule_rate(rule: str, field: str) -> Value:
+    """The rate ``field`` of ``rule``'s test metrics, counted (``Cells.rate`` finds its parts)."""
+    return counted(_by_rule(rule, lambda m: getattr(m, field)), "metrics_by_rule", rule, field)
+
+
 def _val_accuracy(rule: str) -> Value:
     """``rule``'s accuracy on the validation split."""
 
@@ -46,7 +52,7 @@ def _val_accuracy(rule: str) -> Value:
         metrics = (rec.val_metrics_by_rule or {}).get(rule)
         return None if metrics is None else metrics.accuracy
 
-    return value
+    return counted(value, "val_metrics_by_rule", rule, "accuracy")
 
 
 def _recall(code: str) -> Value:
@@ -74,8 +80,8 @@ def method_sections(cells: Cells, rule: str) -> list[str]:
         for s in schemes:
             for r in _rules_of(cells, m):
                 row = {"scheme": s, "rule": f"**{r}**" if r == rule else r}
-                for col, get in _RULE_RATES:
-                    row[col] = rate_ci(cells.rate(m, s, _by_rule(r, get)))
+                for col, field in _RULE_RATES:
+                    row[col] = rate_ci(cells.rate(m, s, _rule_rate(r, field)))
                 for col, cost in cost_columns(cells, short=True):
                     row[col] = mean_ci(cells.summary(m, s, _by_rule(r, cost)), 1)
                 row["val accuracy %"] = rate_ci(cells.rate(m, s, _val_accuracy(r)))

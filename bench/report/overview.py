@@ -143,7 +143,9 @@ def cost_columns(cells: Cells, short: bool = False) -> list[tuple[str, Callable[
 def rate_legend() -> str:
     return (
         "Rates in %: mean over seeds with its 95% interval (low–high), a Student-t interval on the"
-        " logit scale, which stays within 0–100%; no interval with one seed."
+        " logit scale, which stays within 0–100%; where every seed gave the same rate, the"
+        " Clopper-Pearson interval of the events pooled over the seeds' parts; no interval with one"
+        " seed."
     )
 
 

@@ -5,14 +5,22 @@ Every comparison the report makes is a paired t test of one method's scheme agai
 (every method, every scheme but the baseline): the report picks its "best" scheme out of these
 after seeing them, so each p value is Holm-adjusted within its family, and verdicts are worded
 from the adjusted value. Next to each comparison: how many seeds a paired t test would need to
-detect the observed difference, and a 1-point difference, with 80% power at 5%.
+detect the observed difference, and a 1-point difference, with 80% power at the level its verdict
+needs (5% over the family's size, ``power_level``).
 """
 
 from __future__ import annotations
 
 from bench.report.cells import BASELINE_SCHEME, Cells, Value, headline
 from bench.report.format import count, interval, num, p_text, seeds_text, table
-from bench.report.stats import ALPHA, POWER, holm, paired_comparison, seeds_for_power
+from bench.report.stats import (
+    ALPHA,
+    MAX_POWER_SEEDS,
+    POWER,
+    holm,
+    paired_comparison,
+    seeds_for_power,
+)
 
 #: The headline rates compared in pairs (names of the record's ``HEADLINE_METRICS``); each is a
 #: family of its own.
@@ -44,16 +52,23 @@ def family(cells: Cells, value: Value) -> dict[tuple[str, str], dict]:
     Each comparison (``paired_comparison``'s dict) gains ``p_holm`` (Holm-adjusted within the
     family; None without a test), ``family`` (how many tests the family holds), and
     ``seeds_power`` / ``seeds_power_1pp`` (seeds for 80% power at the observed difference and
-    at 1 point; None where undefined).
+    at 1 point, at ``power_level``; None where undefined).
     """
     pairs = [
         (m, s) for m, s in cells.cells() if s != BASELINE_SCHEME and (m, BASELINE_SCHEME) in cells.by_cell
     ]
     out = adjust_family({pair: paired(cells, *pair, value) for pair in pairs})
     for cmp in out.values():
-        cmp["seeds_power"] = seeds_for_power(cmp["mean_diff"], cmp["sd_diff"])
-        cmp["seeds_power_1pp"] = seeds_for_power(1.0, cmp["sd_diff"])
+        cmp["seeds_power"] = seeds_for_power(cmp["mean_diff"], cmp["sd_diff"], power_level(cmp))
+        cmp["seeds_power_1pp"] = seeds_for_power(1.0, cmp["sd_diff"], power_level(cmp))
     return out
+
+
+def power_level(cmp: dict) -> float:
+    """The level the power notes use: ``ALPHA`` over the family's size, the level Holm's
+    adjustment holds the smallest p value to. A new difference that reaches it is significant
+    after the adjustment whatever the family's other tests show, as the verdicts require."""
+    return ALPHA / max(1, cmp.get("family") or 1)
 
 
 def adjust_family(comparisons: dict) -> dict:
@@ -108,15 +123,21 @@ def p_phrase(cmp: dict, metric: str) -> str:
     )
 
 
+def power_text(seeds: int | None) -> str:
+    """A ``seeds_for_power`` answer: ``23``, ``1,204``, ``> 10,000`` (more than it counts to), ``–``."""
+    return f"> {MAX_POWER_SEEDS:,}" if seeds is not None and seeds > MAX_POWER_SEEDS else count(seeds)
+
+
 def power_phrase(cmp: dict) -> str:
     """``80% power to detect this difference would take about 23 seeds (a 1-point one: 9)``."""
     observed, one = cmp.get("seeds_power"), cmp.get("seeds_power_1pp")
     if one is None:
         return ""
-    at = f"about {count(observed)} seeds" if observed is not None else "no number of seeds (it is zero)"
+    at = f"about {power_text(observed)} seeds" if observed is not None else "no number of seeds (it is zero)"
     return (
         f" A paired t test would need {at} to detect a difference this size with {POWER:.0%} power"
-        f" at {ALPHA:g} ({count(one)} for 1 pp); it has {cmp['n']}."
+        f" at {power_level(cmp):.3g} ({power_text(one)} for 1 pp; {ALPHA:g} over the family's"
+        f" {max(1, cmp.get('family') or 1)} tests, as Holm's adjustment asks); it has {cmp['n']}."
     )
 
 
@@ -129,10 +150,11 @@ def paired_section(cells: Cells, by_metric: dict[str, dict] | None = None) -> li
         " (`scipy.stats.ttest_rel`). The comparisons of one metric form a family: *p Holm* is"
         " Holm-adjusted within it (`statsmodels` `multipletests`), and a difference counts as"
         f" significant only when *p Holm* < {ALPHA:g}. *Seeds for 80% power*: how many paired seeds a"
-        f" two-sided paired t test at {ALPHA:g} would need to detect the observed difference, and a"
-        " difference of 1 pp, taking the observed spread of the differences as the true one"
-        " (`statsmodels` `tt_solve_power`); compare with *seeds*. p is `–` with fewer than two seeds"
-        " or zero spread.",
+        " two-sided paired t test would need to detect the observed difference, and a difference of"
+        f" 1 pp, at the level the verdicts need: {ALPHA:g} over the family's size, the level Holm's"
+        " adjustment holds the smallest p value to; it takes the observed spread of the differences"
+        " as the true one (Student's noncentral t); compare with *seeds*. p is `–` with fewer than"
+        " two seeds or zero spread.",
         "",
     ]
     by_metric = by_metric if by_metric is not None else families(cells)
@@ -145,8 +167,8 @@ def paired_section(cells: Cells, by_metric: dict[str, dict] | None = None) -> li
                 "method": m,
                 "scheme": s,
                 **comparison_columns(c),
-                "seeds for 80% power (Δ)": count(c["seeds_power"]),
-                "seeds for 80% power (1 pp)": count(c["seeds_power_1pp"]),
+                "seeds for 80% power (Δ)": power_text(c["seeds_power"]),
+                "seeds for 80% power (1 pp)": power_text(c["seeds_power_1pp"]),
             }
             for (m, s), c in comparisons.items()
         ]

@@ -90,6 +90,24 @@ def diff_rows(cells: Cells, records: Sequence[Record], target: SeedTarget, short
     return rows
 
 
+def _minimum_text(target: SeedTarget) -> str:
+    """Why no group stopped before ``min_seeds`` (records since issue 24), or what the rule that
+    could stop at the start seeds did to the means (older records)."""
+    if target.min_seeds is not None:
+        return (
+            f"No group stopped before {target.min_seeds} seeds (`min_seeds`): a rate's spread grows"
+            " with its mean, so on fewer seeds the groups whose first seeds happen to show a low rate"
+            " would stop first, pulling the means down and leaving their intervals too narrow"
+            " (docs/seed-rule.md)."
+        )
+    return (
+        "The rule that made these records could stop a group at its start seeds. A rate's spread"
+        " grows with its mean, so it stopped first the groups whose first seeds happened to show a"
+        " low rate: the means of groups that stopped early may be low and their intervals too narrow"
+        " (docs/seed-rule.md; runs since keep every group to `min_seeds`)."
+    )
+
+
 def seed_target_section(cells: Cells, records: Sequence[Record]) -> list[str]:
     """The report's account of a seed-target run; nothing for a run with fixed seeds."""
     target = study_target(records)
@@ -101,9 +119,7 @@ def seed_target_section(cells: Cells, records: Sequence[Record]) -> list[str]:
         "",
         "This study ran its start seeds for every method x scheme, then added seeds in rounds only"
         f" where an interval of the {metric} was still too wide, up to {target.max_seeds} seeds"
-        " (`--max-seeds`). The rule stops on an interval's width, never on its position, so it does"
-        " not steer the means; a group that stopped early may have an interval slightly narrower"
-        " than its true spread warrants (it stops sooner when its first seeds happen to agree).",
+        f" (`--max-seeds`). {_minimum_text(target)}",
         "",
     ]
     for key, rows_of, what in (

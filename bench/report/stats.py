@@ -22,6 +22,8 @@ from bench.core.intervals import CONFIDENCE, rate_interval, t_interval
 
 ALPHA = 0.05
 POWER = 0.80
+#: The most seeds ``seeds_for_power`` counts to (more is reported as more than this).
+MAX_POWER_SEEDS = 10_000
 
 
 def _clean(values: Iterable[float | None]) -> np.ndarray:
@@ -31,7 +33,10 @@ def _clean(values: Iterable[float | None]) -> np.ndarray:
 
 
 def summarize(
-    values: Iterable[float | None], confidence: float = CONFIDENCE, rate_scale: float | None = None
+    values: Iterable[float | None],
+    confidence: float = CONFIDENCE,
+    rate_scale: float | None = None,
+    n_parts: float | None = None,
 ) -> dict:
     """Mean, sample standard deviation and 95% interval of ``values``.
 
@@ -41,10 +46,14 @@ def summarize(
         rate_scale: the values are rates in ``[0, rate_scale]`` (100 for %): the interval is the
             logit-scale Student-t interval (``bench.core.intervals.rate_interval``), which stays
             within the range. None: the plain Student-t interval.
+        n_parts: for a rate, the parts it was counted over on each seed (None: unknown). Where
+            the values show no spread, the interval is then the Clopper-Pearson interval of the
+            events pooled over the seeds' parts, never a zero-width one.
 
     Returns:
         ``{"mean", "std", "n", "ci_low", "ci_high"}``; ``std`` and the interval are None when
-        n < 2, everything but ``n`` is None when n = 0. Zero spread gives a zero-width interval.
+        n < 2, everything but ``n`` is None when n = 0. Zero spread gives a zero-width interval
+        unless ``n_parts`` is known for a rate.
     """
     x = _clean(values)
     n = int(x.size)
@@ -55,7 +64,7 @@ def summarize(
     if rate_scale is None:
         bounds = t_interval(mean, sd or 0.0, n, confidence)
     else:
-        bounds = rate_interval(mean, sd or 0.0, n, rate_scale, confidence)
+        bounds = rate_interval(mean, sd or 0.0, n, rate_scale, confidence, n_parts)
     low, high = bounds if bounds is not None else (None, None)
     return {"mean": mean, "std": sd, "n": n, "ci_low": low, "ci_high": high}
 
@@ -101,46 +110,46 @@ def paired_comparison(
     return {"mean_diff": mean, "sd_diff": sd, "ci_low": low, "ci_high": high, "p_value": p_value, "n": n}
 
 
+def paired_power(effect: float, n: int, alpha: float = ALPHA) -> float:
+    """The power of a two-sided paired t test at ``alpha`` on ``n`` pairs for a standardized
+    ``effect`` (mean difference over its sd): both tails of Student's noncentral t
+    (``scipy.stats.nct``, n - 1 degrees of freedom, noncentrality ``effect * sqrt(n)``), as
+    ``statsmodels``' ``TTestPower`` computes it. A tail scipy cannot compute (NaN, for effects
+    of 1e14 sd: differences that agree to rounding) is taken at its limit: 0 for the far tail,
+    1 for the near one."""
+    df, nc = n - 1, abs(effect) * math.sqrt(n)
+    crit = float(sps.t.ppf(1.0 - alpha / 2.0, df))
+    near, far = float(sps.nct.sf(crit, df, nc)), float(sps.nct.cdf(-crit, df, nc))
+    near = near if math.isfinite(near) else float(nc > crit)
+    return min(1.0, near + (far if math.isfinite(far) else 0.0))
+
+
 def seeds_for_power(
     difference: float | None, sd: float | None, alpha: float = ALPHA, power: float = POWER
 ) -> int | None:
     """Seeds a two-sided paired t test needs to detect ``difference`` with ``power`` at ``alpha``.
 
-    Takes the observed standard deviation of the paired differences as the true one and asks
-    ``statsmodels.stats.power.tt_solve_power`` for the number of pairs, rounded up (at least 2,
-    the fewest a t test can use). Where the solver does not converge (very large effects, whose
-    answer lies between 2 and 3 pairs), the smallest whole number of pairs whose power
-    (``TTestPower.power``; its upper tail alone where scipy returns NaN for the far one) reaches
-    ``power`` is used instead.
+    Takes the observed standard deviation of the paired differences as the true one and finds
+    the smallest number of pairs (at least 2, the fewest a t test can use) whose power
+    (``paired_power``) reaches ``power``, by bisection between 2 and ``MAX_POWER_SEEDS``: at most
+    15 power evaluations, whatever the input (a difference of 1.65 points with a spread of 1e-14,
+    two seeds whose differences agree to rounding, needs 2).
 
     Returns:
-        The number of seeds, or None when it is undefined (no spread, or a difference that is
-        zero up to rounding).
+        The number of seeds; ``MAX_POWER_SEEDS + 1`` when more than ``MAX_POWER_SEEDS`` would be
+        needed (the report prints it as ``> 10,000``); None when it is undefined (no spread,
+        or a difference that is zero up to rounding).
     """
     if difference is None or sd is None or not sd > 0 or not abs(difference) > 1e-9 * sd:
         return None
-    import warnings
-
-    from statsmodels.stats.power import TTestPower, tt_solve_power
-
     effect = abs(difference) / sd
-
-    def enough(n: int) -> bool:
-        got = TTestPower().power(effect_size=effect, nobs=n, alpha=alpha, alternative="two-sided")
-        if not math.isfinite(got):  # scipy's far tail of a huge effect is NaN; it is ~0 there
-            got = TTestPower().power(effect_size=effect, nobs=n, alpha=alpha / 2, alternative="larger")
-        return got >= power
-
-    # A failed solve warns and returns NaN, handled below. Recorded rather than filtered: the
-    # solver's first failure imports statsmodels' exceptions module, which sets its own filters.
-    with warnings.catch_warnings(record=True):
-        solved = float(tt_solve_power(effect_size=effect, alpha=alpha, power=power, alternative="two-sided"))
-    if math.isfinite(solved):
-        return max(2, math.ceil(solved - 1e-6))
-    n = 2
-    while not enough(n):
-        n += 1
-    return n
+    if paired_power(effect, MAX_POWER_SEEDS, alpha) < power:
+        return MAX_POWER_SEEDS + 1
+    low, high = 1, MAX_POWER_SEEDS  # low: too few (a t test needs 2); high: enough
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if paired_power(effect, middle, alpha) >= power else (middle, high)
+    return high
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:

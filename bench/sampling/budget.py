@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+#: Learning-rate schedules: ``constant`` (the default) or ``onecycle`` (warm up to ``lr`` over the
+#: first 30% of the steps, then cosine annealing to nearly zero: torch's ``OneCycleLR``).
+SCHEDULES = ("constant", "onecycle")
+#: The budget fields added after records existed: ``to_dict`` leaves them out at these defaults,
+#: so the cells (and hashes) of every budget that does not use them are as they were.
+_LATER_DEFAULTS = {"schedule": "constant", "weight_decay": 0.0}
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -16,6 +23,8 @@ class Budget:
         embedding_size: output dimension of the shared trunk.
         eval_every: steps between validation checks for checkpoint selection (0 = never;
             the final weights are used).
+        schedule: the learning-rate schedule, one of ``SCHEDULES``; ``lr`` is its peak.
+        weight_decay: decoupled weight decay (AdamW) when above 0; 0 is plain Adam.
     """
 
     steps: int = 600
@@ -23,6 +32,8 @@ class Budget:
     lr: float = 1e-3
     embedding_size: int = 128
     eval_every: int = 0
+    schedule: str = "constant"
+    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         from bench.core.errors import BenchError
@@ -31,22 +42,30 @@ class Budget:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise BenchError(f"budget {name} must be a whole number (got {value!r})")
-        if not isinstance(self.lr, int | float) or isinstance(self.lr, bool):
-            raise BenchError(f"budget lr must be a number (got {self.lr!r})")
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise BenchError(f"budget {name} must be a number (got {value!r})")
+        if self.schedule not in SCHEDULES:
+            raise BenchError(f"budget schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
         if (
             self.steps < 1
             or self.batch_images < 6
             or not self.lr > 0
             or self.embedding_size < 1
             or self.eval_every < 0
+            or not self.weight_decay >= 0
         ):
             raise BenchError(
                 "the budget needs steps >= 1, batch_images >= 6 (two triplets), lr > 0, "
-                f"embedding_size >= 1 and eval_every >= 0 (got {self})"
+                f"embedding_size >= 1, eval_every >= 0 and weight_decay >= 0 (got {self})"
             )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict; ``schedule`` and ``weight_decay`` only where they differ from
+        their defaults (a budget without them keeps the dict, and the cell hash, it had)."""
+        later = _LATER_DEFAULTS
+        return {k: v for k, v in asdict(self).items() if k not in later or v != later[k]}
 
 
 #: A ``method_params`` key that is the budget's learning rate for that method alone: the

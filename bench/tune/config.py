@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.core.errors import BenchError
 from bench.grid.config import GridConfig
+from bench.tune.pruner import PRUNERS
 
 #: Objective name -> (Optuna direction, what it is, for humans).
 OBJECTIVES: dict[str, tuple[str, str]] = {
@@ -45,6 +46,7 @@ class TuneConfig:
         seeds: the training seeds of every trial.
         objective: a key of ``OBJECTIVES``.
         sampler_seed: seeds the TPE sampler.
+        pruner: a key of ``bench.tune.pruner.PRUNERS``.
     """
 
     grid: GridConfig
@@ -52,6 +54,7 @@ class TuneConfig:
     seeds: tuple[int, ...] = (TUNE_SEED_BASE, TUNE_SEED_BASE + 1)
     objective: str = "accuracy"
     sampler_seed: int = 0
+    pruner: str = "median"
 
     def __post_init__(self) -> None:
         if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
@@ -60,6 +63,8 @@ class TuneConfig:
             raise BenchError("--tune-seeds must be at least 1")
         if self.objective not in OBJECTIVES:
             raise BenchError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.pruner not in PRUNERS:
+            raise BenchError(f"unknown pruner {self.pruner!r}; choose one of {', '.join(PRUNERS)}")
 
     @property
     def direction(self) -> str:
@@ -68,6 +73,11 @@ class TuneConfig:
     @property
     def fits_per_trial(self) -> int:
         return len(self.seeds) * len(self.grid.schemes)
+
+    @property
+    def trial_steps(self) -> int:
+        """A full trial's training steps (every fit's): what a pruned trial saves a part of."""
+        return self.grid.budget.steps * self.fits_per_trial
 
     @property
     def probe_every(self) -> int:
@@ -94,12 +104,15 @@ class TuneConfig:
 
     def fingerprint(self, method: str) -> dict[str, Any]:
         """What makes one method's study: a study in the tuning directory with another
-        fingerprint belongs to another grid. Trials, methods and executors may change on resume."""
+        fingerprint belongs to another grid (or another pruner). Trials, methods and executors may
+        change on resume."""
         grid = asdict(self.grid)
         for key in ("methods", "seeds", "method_params", "params_source"):
             grid.pop(key, None)
-        grid["budget"].pop("lr", None)
-        return {
+        grid["budget"] = {k: v for k, v in self.grid.budget.to_dict().items() if k != "lr"}
+        if grid["augment"] is None:  # the dataset's own: as before augment existed
+            del grid["augment"]
+        out = {
             "grid": grid,
             "method": method,
             "fixed_params": self.grid.method_params.get(method, {}),
@@ -107,6 +120,9 @@ class TuneConfig:
             "objective": self.objective,
             "sampler_seed": self.sampler_seed,
         }
+        if self.pruner != "median":  # studies made before --pruner (median) keep their fingerprint
+            out["pruner"] = self.pruner
+        return out
 
     def fingerprint_hash(self, method: str) -> str:
         text = json.dumps(self.fingerprint(method), sort_keys=True, default=str)

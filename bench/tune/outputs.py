@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bench.core.atomic import write_text_atomic
 from bench.grid.config import GridConfig
 from bench.sampling.schemes import DEFAULT_SCHEMES
-from bench.tune.config import TuneConfig
+from bench.tune.config import PRUNER_STARTUP_TRIALS, TuneConfig
 from bench.tune.study import trial_counts
 
 TUNED_FILE = "tuned.toml"
@@ -145,8 +145,7 @@ def render(
         f"- **Objective:** {config.describe()}; mean over {config.fits_per_trial} fit(s) per trial: "
         f"seeds {', '.join(map(str, config.seeds))} x scheme(s) {', '.join(grid.schemes)}",
         f"- **Budget per method:** {config.trials} trials (trial 0: the defaults, lr {grid.budget.lr});"
-        f" TPE sampler (seed {config.sampler_seed}); median pruner on validation probes every"
-        f" {config.probe_every} steps, from step {config.warmup_steps} of the first fit on",
+        f" TPE sampler (seed {config.sampler_seed}); {pruner_text(config)}",
         "",
         "## Trials and budget consumed",
         "",
@@ -197,3 +196,12 @@ def write_report(
     out: Path, config: TuneConfig, summaries: list[MethodSummary], plots: list[tuple[str, str]]
 ) -> Path:
     return write_text_atomic(out / REPORT_FILE, render(out, config, summaries, plots))
+
+
+def pruner_text(config: TuneConfig) -> str:
+    """The tuning's pruner in one phrase."""
+    from bench.tune.pruner import describe_pruner
+
+    return describe_pruner(
+        config.pruner, config.probe_every, config.warmup_steps, config.trial_steps, PRUNER_STARTUP_TRIALS
+    )

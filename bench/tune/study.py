@@ -71,10 +71,11 @@ def make_sampler(config: TuneConfig, method: str, slot: int) -> optuna.samplers.
 
 
 def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
-    """Median pruning on the running validation score, from the middle of the first fit on."""
-    from bench.tune.pruner import RunningMedianPruner
+    """The tuning's pruner (``--pruner``; by default median pruning on the running validation
+    score), judging from the middle of the first fit on, its budget counted in training steps."""
+    from bench.tune.pruner import create_pruner
 
-    return RunningMedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=config.warmup_steps)
+    return create_pruner(config.pruner, config.warmup_steps, config.trial_steps, PRUNER_STARTUP_TRIALS)
 
 
 def suggest(trial: Any, name: str, distribution: BaseDistribution) -> Any:
