@@ -243,11 +243,18 @@ def test_a_study_directory_exports_its_tuning_and_its_final_runs(tmp_path, store
         (["export", "{run}"], "choose where to export: --mlflow [URI]"),
         (["export", "no/such/dir", "--mlflow", "{uri}"], "no/such/dir is not a run directory"),
         (["export", "{run}", "--mlflow", "{uri}"], "MLflow is not installed: pip install -e '.[mlflow]'"),
+        (["export", "{blank}", "--mlflow", "{uri}"], "holds no readable records"),
     ],
 )
 def test_export_bad_input_is_one_line_and_exit_2(argv, fragment, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if the extra were not installed
-    paths = {"run": str(COMMITTED), "uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    (tmp_path / "blank").mkdir()
+    (tmp_path / "blank" / RESULTS_FILE).write_text("")
+    paths = {
+        "run": str(COMMITTED),
+        "uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "blank": str(tmp_path / "blank"),
+    }
     assert main([a.format(**paths) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and fragment in err and "\n" not in err

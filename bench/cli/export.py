@@ -119,14 +119,19 @@ def _directories(root: Path) -> tuple[list[Path], list[Path]]:
     """
     from bench.export.frames import run_dirs
     from bench.export.mlflow_tune import tunings
+    from bench.report.cells import load_records
 
     found = tunings(root)
     try:
-        return found, run_dirs(root)
+        runs = run_dirs(root)
     except BenchError:
         if found:
             return found, []
         raise
+    with_records = [run_dir for run_dir in runs if load_records(run_dir)]
+    if not found and not with_records:
+        raise BenchError(f"{root} holds no readable records")
+    return found, with_records
 
 
 def _prefix(root: Path, run_dir: Path) -> str:
