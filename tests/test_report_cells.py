@@ -79,6 +79,7 @@ OTHER_VALUE = {
     "good_share": 0.8,
     "inputs": "global",
     "split_seed": 1,
+    "augment": ("hflip",),
 }
 
 
