@@ -37,6 +37,17 @@ ALLOWED: dict[str, set[str]] = {
         "bench.grid.store",
         "bench.sampling.names",
     },
+    # Records leave the bench as frames and MLflow runs: read through the store and the record type,
+    # summarized by the report's own functions, tunings read from their journal.
+    "bench.export": {
+        "bench.core",
+        "bench.grid.record",
+        "bench.grid.store",
+        "bench.report",
+        "bench.tune.outputs",
+        "bench.tune.plots",
+        "bench.tune.study",
+    },
     # The study's state and summary: its stages are the CLI's own commands, so it reads only the
     # final records (through the store).
     "bench.study": {"bench", "bench.core", "bench.grid.store"},

@@ -29,6 +29,29 @@ def test_profile_prints_both_ratios():
         assert name in proc.stdout
 
 
+def test_profile_tables_survive_a_pipe_and_a_narrow_terminal():
+    """Piped at COLUMNS=40, every name and header is whole (no ``mean-ancho…``): a markdown table."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "profile", "--steps", "5", "--rounds", "1"]
+        + ["--method", "mean-anchor-triplet", "--method", "mined-triplet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "40"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout and "..." not in proc.stdout
+    cells = [
+        [c.strip() for c in line.split("|")[1:-1]]
+        for line in proc.stdout.splitlines()
+        if line.startswith("|")
+    ]
+    assert {"vs per-item, tensor rows", "vs bare loop, CPU time"} <= set(cells[0])
+    assert {"mean-anchor-triplet", "mined-triplet", "per-item pipeline (tensor rows)"} <= {
+        row[0] for row in cells
+    }
+
+
 def test_per_item_pipelines_read_the_same_triplets_from_a_table_and_a_tensor(digits_splits):
     """The reference-style pipeline decodes datasets-table rows into the very images the
     tensor-row pipeline indexes: only where the pixels come from differs."""

@@ -18,6 +18,7 @@ from bench.cli.browse import (
     report_command,
     rerun_command,
 )
+from bench.cli.export import add_export_arguments, add_table_arguments, export_command, table_command
 from bench.cli.flags import add_execution_arguments, add_grid_arguments
 from bench.cli.run import run_command
 from bench.cli.study import add_study_arguments, study_command
@@ -124,6 +125,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     cells.add_argument("run_dir")
 
+    table = sub.add_parser(
+        "table",
+        help="print RUN_DIR's records (one row per cell) or the report's summary as markdown, CSV, "
+        "JSON lines or Parquet",
+        formatter_class=RichHelpFormatter,
+    )
+    add_table_arguments(table)
+
+    export = sub.add_parser(
+        "export",
+        help="export RUN_DIR's records (or a tuning's trials) as MLflow runs, one per cell",
+        formatter_class=RichHelpFormatter,
+    )
+    add_export_arguments(export)
+
     again = sub.add_parser(
         "rerun", help="rerun one recorded cell and report any difference", formatter_class=RichHelpFormatter
     )
@@ -169,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return datasets_command(args, console)
         if args.command == "cells":
             return cells_command(Path(args.run_dir), console)
+        if args.command == "table":
+            return table_command(args)
+        if args.command == "export":
+            return export_command(args, console)
         if args.command == "rerun":
             return rerun_command(args, console)
         if args.command == "profile":

@@ -18,6 +18,7 @@ from bench.grid.adaptive import SeedTarget
 from bench.grid.config import CellConfig
 from bench.grid.record_parts import (
     HEADLINE_METRICS,
+    Checkpoint,
     Confusion,
     Costs,
     DatasetInfo,
@@ -44,6 +45,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SPLIT_SEED_FIELD",
     "CellConfig",
+    "Checkpoint",
     "Confusion",
     "Costs",
     "DatasetInfo",
@@ -112,6 +114,8 @@ class Record(Part):
         embedding_2d: a 2-D projection of test embeddings.
         sampling: what the method drew while it trained.
         health: training health.
+        checkpoint: checkpoint selection's validation curve (``budget.eval_every > 0``; absent
+            otherwise and in records made before it was recorded).
         timing: wall times, throughputs and peak memory.
         env: the environment (``bench.core.environment``): versions, device, machine.
         traceback: the failure's traceback, for an unexpected exception.
@@ -140,6 +144,7 @@ class Record(Part):
     embedding_2d: Projection | None = slot(Projection.from_json, optional=True)
     sampling: Sampling | None = slot(Sampling.from_json, optional=True)
     health: Health | None = slot(Health.from_json, optional=True)
+    checkpoint: Checkpoint | None = slot(Checkpoint.from_json, optional=True)
     timing: Timing | None = slot(Timing.from_json, optional=True)
     traceback: str | None = slot(optional=True)
     env: Mapping[str, Any] | None = slot(as_dict, optional=True)

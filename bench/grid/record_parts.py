@@ -309,6 +309,23 @@ class LossCurve(Part):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Checkpoint(Part):
+    """Checkpoint selection (``budget.eval_every > 0``): the validation curve and the step kept.
+
+    Attributes:
+        selected_step: the step whose weights the method kept (the best validation 1-NN accuracy).
+        val_accuracy: that step's validation 1-NN accuracy.
+        step: the step of each validation check.
+        accuracy: each check's validation 1-NN accuracy.
+    """
+
+    selected_step: int | None = slot()
+    val_accuracy: float | None = slot()
+    step: tuple[int, ...] = slot(as_tuple, default=())
+    accuracy: tuple[float, ...] = slot(as_tuple, default=())
+
+
+@dataclass(frozen=True, kw_only=True)
 class Health(Part):
     """Training health (``bench.evaluation.health``): whether the fit collapsed, and why.
 

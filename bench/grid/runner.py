@@ -23,6 +23,7 @@ from bench.datasets.standardize import InputStats, standardize_splits
 from bench.grid.config import CellConfig
 from bench.grid.data_cache import cached_dataset
 from bench.grid.record import (
+    Checkpoint,
     DatasetInfo,
     Health,
     InputsInfo,
@@ -107,6 +108,19 @@ def new_record(cell: CellConfig) -> dict[str, Any]:
     return _started(cell).to_dict()
 
 
+def _checkpoint(selected: dict[str, Any] | None) -> Checkpoint | None:
+    """The record's part of a method's ``checkpoint_`` (None: no checkpoint selection)."""
+    if not selected:
+        return None
+    history = selected.get("history") or []
+    return Checkpoint(
+        selected_step=selected.get("selected_step"),
+        val_accuracy=selected.get("val_accuracy"),
+        step=tuple(int(step) for step, _ in history),
+        accuracy=tuple(float(accuracy) for _, accuracy in history),
+    )
+
+
 def run_cell(cell: CellConfig, device: str = "cpu", on_step: StepCallback | None = None) -> dict[str, Any]:
     """Run one cell and return its record as JSON (``Record.to_dict``: ``status`` ``ok`` or
     ``failed``; never raises for a failure inside the cell, except KeyboardInterrupt).
@@ -176,6 +190,7 @@ def run_cell(cell: CellConfig, device: str = "cpu", on_step: StepCallback | None
             embedding_2d=None if projection is None else Projection.from_json(projection),
             sampling=Sampling.from_json(sampling),
             health=Health.from_json(health),
+            checkpoint=_checkpoint(getattr(method, "checkpoint_", None)),
             timing=Timing(
                 train_s=round(train_s, 4),
                 train_images_per_s=round(sampling.get("images_seen", 0) / max(train_s, 1e-9), 1),

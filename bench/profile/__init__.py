@@ -35,9 +35,9 @@ def add_profile_arguments(parser) -> None:
 
 
 def run_profile(args, console) -> int:
-    """Run ``python -m bench profile`` and print rich tables; returns the exit code."""
-    from rich.table import Table
-
+    """Run ``python -m bench profile`` and print its tables (``bench.cli.tables``: whole in a pipe
+    and on a narrow terminal); returns the exit code."""
+    from bench.cli.tables import print_table
     from bench.core.errors import BenchError
     from bench.datasets import load_dataset, split_dataset
     from bench.profile.evaluation import profile_evaluation, profile_growth
@@ -55,31 +55,31 @@ def run_profile(args, console) -> int:
     batch = args.batch_images or Budget().batch_images
     console.print(
         f"training: {args.dataset} ({len(train)} train images), trunk {args.trunk}, {batch} images/step, "
-        f"{args.steps} steps, {args.rounds} rounds, {torch.get_num_threads()} thread(s)"
+        f"{args.steps} steps, {args.rounds} rounds, {torch.get_num_threads()} thread(s)",
+        soft_wrap=True,
     )
     rows = profile_training(train, methods, args.trunk, args.steps, batch, args.rounds)
-    table = Table(title="Training throughput (nominal images/s, medians)")
     columns = ("contender", "images/s", "vs bare loop", "vs per-item pipeline", "vs per-item, tensor rows")
-    for col in (*columns, "vs bare loop, CPU time"):
-        table.add_column(col, justify="left" if col == "contender" else "right")
-    for row in rows:
-        table.add_row(
-            row.name,
-            f"{row.images_per_s:,.0f}",
-            f"{row.vs_bare:.2f}x",
-            f"{row.vs_per_item:.2f}x",
-            f"{row.vs_per_item_tensor:.2f}x",
-            f"{row.vs_bare_cpu:.2f}x",
-        )
-    console.print(table)
+    print_table(
+        console,
+        "Training throughput (nominal images/s, medians)",
+        [(col, "left" if col == "contender" else "right") for col in (*columns, "vs bare loop, CPU time")],
+        [
+            (
+                row.name,
+                f"{row.images_per_s:,.0f}",
+                f"{row.vs_bare:.2f}x",
+                f"{row.vs_per_item:.2f}x",
+                f"{row.vs_per_item_tensor:.2f}x",
+                f"{row.vs_bare_cpu:.2f}x",
+            )
+            for row in rows
+        ],
+    )
 
     if args.eval:
         eval_rounds = min(args.rounds, 3)
         result = profile_evaluation(trunk=args.trunk, rounds=eval_rounds)
-        table = Table(
-            title=f"evaluate(): 10,000 queries x 60,000 references, 128-d, {torch.get_num_threads()} "
-            f"thread(s), {eval_rounds} round(s), medians"
-        )
         columns = (
             "distance computation s",
             "eval s",
@@ -88,30 +88,39 @@ def run_profile(args, console) -> int:
             "embedding s",
             "search + rules + metrics s",
         )
-        for col in columns:
-            table.add_column(col, justify="right")
-        table.add_row(
-            f"{result['distance_s']:.2f}",
-            f"{result['eval_s']:.2f}",
-            f"{result['eval_vs_distance']:.2f}x",
-            f"{result['eval_vs_distance_cpu']:.2f}x",
-            f"{result['embed_s']:.2f}",
-            f"{result['search_and_metrics_s']:.2f}",
+        print_table(
+            console,
+            f"evaluate(): 10,000 queries x 60,000 references, 128-d, {torch.get_num_threads()} "
+            f"thread(s), {eval_rounds} round(s), medians",
+            [(col, "right") for col in columns],
+            [
+                (
+                    f"{result['distance_s']:.2f}",
+                    f"{result['eval_s']:.2f}",
+                    f"{result['eval_vs_distance']:.2f}x",
+                    f"{result['eval_vs_distance_cpu']:.2f}x",
+                    f"{result['embed_s']:.2f}",
+                    f"{result['search_and_metrics_s']:.2f}",
+                )
+            ],
         )
-        console.print(table)
     if args.growth:
         grow = profile_growth(steps=args.steps, trunk=args.trunk)
-        table = Table(title=f"Growth: mined-triplet fit ({args.steps} steps) and evaluate()")
-        for col in ("images", "embedding", "fit s", "eval s", "embedding s", "search + metrics s"):
-            table.add_column(col, justify="right")
-        for r in grow:
-            table.add_row(
-                f"{r['images']:,}",
-                str(r["embedding_size"]),
-                f"{r[f'fit_{args.steps}_steps_s']:.2f}",
-                f"{r['eval_s']:.2f}",
-                f"{r['embed_s']:.2f}",
-                f"{r['search_and_metrics_s']:.2f}",
-            )
-        console.print(table)
+        columns = ("images", "embedding", "fit s", "eval s", "embedding s", "search + metrics s")
+        print_table(
+            console,
+            f"Growth: mined-triplet fit ({args.steps} steps) and evaluate()",
+            [(col, "right") for col in columns],
+            [
+                (
+                    f"{r['images']:,}",
+                    str(r["embedding_size"]),
+                    f"{r[f'fit_{args.steps}_steps_s']:.2f}",
+                    f"{r['eval_s']:.2f}",
+                    f"{r['embed_s']:.2f}",
+                    f"{r['search_and_metrics_s']:.2f}",
+                )
+                for r in grow
+            ],
+        )
     return 0

@@ -200,25 +200,37 @@ def _inputs_line(inputs: str | None, ds: DatasetInfo) -> list[str]:
     return [f"- **Inputs:** `{inputs}`: {_INPUTS_TEXT.get(inputs, inputs)}{floor}"]
 
 
-def headline_row(cells: Cells, m: str, s: str) -> dict[str, str]:
-    """One method x scheme's seeds and headline rates (%, mean and 95% interval)."""
+#: The headline table's rates: (name, column), each a ``HEADLINE_METRICS`` name.
+HEADLINE_RATES = (("accuracy", "accuracy %"), ("escape", "escape %"), ("overkill", "overkill %"))
+
+
+def headline_numbers(cells: Cells, m: str, s: str, costs: bool = True) -> dict[str, dict]:
+    """One method x scheme's numbers of the headline table, by column: each headline rate's
+    summary over seeds (in %, logit-scale interval) and, with ``costs``, each cost column's (plain
+    Student-t interval). The report's table and ``bench.export``'s summary frame both read them."""
+    out = {column: cells.rate(m, s, headline(name)) for name, column in HEADLINE_RATES}
+    for column, cost in cost_columns(cells) if costs else ():
+        out[column] = cells.summary(m, s, lambda rec, cost=cost: cost(rec.metrics))
+    return out
+
+
+def headline_row(cells: Cells, m: str, s: str, costs: bool = False) -> dict[str, str]:
+    """One method x scheme's seeds and headline rates (%, mean and 95% interval), with ``costs``
+    also its cost columns (mean ± half-width)."""
+    rates = {column for _, column in HEADLINE_RATES}
     return {
         "method": m,
         "scheme": s,
         "seeds": str(len(cells.by_cell[(m, s)])),
-        "accuracy %": rate_ci(cells.rate(m, s, headline("accuracy"))),
-        "escape %": rate_ci(cells.rate(m, s, headline("escape"))),
-        "overkill %": rate_ci(cells.rate(m, s, headline("overkill"))),
+        **{
+            column: rate_ci(summary) if column in rates else mean_ci(summary, 1)
+            for column, summary in headline_numbers(cells, m, s, costs).items()
+        },
     }
 
 
 def headline_section(cells: Cells, rule: str) -> list[str]:
-    rows = []
-    for m, s in cells.cells():
-        row = headline_row(cells, m, s)
-        for col, cost in cost_columns(cells):
-            row[col] = mean_ci(cells.summary(m, s, lambda rec, cost=cost: cost(rec.metrics)), 1)
-        rows.append(row)
+    rows = [headline_row(cells, m, s, costs=True) for m, s in cells.cells()]
     return [
         "### Headline: method x scheme",
         "",
