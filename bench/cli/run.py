@@ -52,10 +52,13 @@ def grid_from_args(
     if not isinstance(kw.get("dataset_options", {}), dict):
         raise BenchError("dataset_options must be a table")
     if args.all:
-        kw["methods"] = tuple(list_methods())
+        kw["methods"] = tuple(m for m in list_methods() if not get_method_class(m).label_free)
         kw.setdefault("schemes", default_schemes)
     if args.method:
         kw["methods"] = tuple(dict.fromkeys(args.method))
+    if getattr(args, "baselines", False):
+        baselines = [m for m in list_methods() if get_method_class(m).label_free]
+        kw["methods"] = tuple(dict.fromkeys((*kw.get("methods", ()), *baselines)))
     if args.scheme:
         kw["schemes"] = tuple(dict.fromkeys(args.scheme))
     if not kw.get("methods"):
@@ -96,6 +99,8 @@ def grid_from_args(
     options = dict(kw.get("dataset_options", {}))
     if args.quick:
         options = {**QUICK_DATASET_OPTIONS.get(dataset, {}), **options}
+    if getattr(args, "escape_budget", None):
+        kw["escape_budgets"] = tuple(percent / 100.0 for percent in args.escape_budget)
     for flag, key in (("data_dir", "data_dir"), ("good", "good"), ("good_per_defect", "good_per_defect")):
         if getattr(args, flag) is not None:
             options[key] = getattr(args, flag)

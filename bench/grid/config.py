@@ -12,6 +12,7 @@ from typing import Any
 from bench.core.canonical import canonical_json
 from bench.core.errors import BenchError
 from bench.datasets.standardize import DEFAULT_INPUTS, LEGACY_INPUTS, check_inputs
+from bench.evaluation.operating import DEFAULT_ESCAPE_BUDGETS, check_budgets
 from bench.grid.adaptive import SeedTarget
 from bench.sampling.budget import Budget, method_budget
 
@@ -27,6 +28,10 @@ class CellConfig:
     ``inputs`` (how images are standardized) is in the hash except at its legacy value
     ``raw``: records made before it existed were made on raw pixels and keep their hashes (the
     record reader, ``bench.grid.record``, reads their missing key as ``raw``).
+
+    ``escape_budgets`` (the operating points' escape budgets, ``--escape-budget``) is in the hash
+    and ``to_dict`` except at its default, 1%: a cell at the default is the cell it was before the
+    budgets existed.
     """
 
     dataset: str
@@ -43,17 +48,24 @@ class CellConfig:
     cost_overkill: float = 1.0
     good_share: float | None = None
     inputs: str = DEFAULT_INPUTS
+    escape_budgets: tuple[float, ...] = DEFAULT_ESCAPE_BUDGETS
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for key in ("params", "dataset_options", "scheme_options"):
             out[key] = dict(getattr(self, key))
+        # Left out at the default, so a record written before budgets existed reads back the same.
+        if tuple(self.escape_budgets) == DEFAULT_ESCAPE_BUDGETS:
+            del out["escape_budgets"]
+        else:
+            out["escape_budgets"] = list(self.escape_budgets)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CellConfig:
         data = dict(data)
         data["budget"] = Budget(**data.get("budget", {}))
+        data["escape_budgets"] = tuple(data.get("escape_budgets", DEFAULT_ESCAPE_BUDGETS))
         for key in ("params", "dataset_options", "scheme_options"):
             data[key] = _frozen_items(data.get(key) or {})
         return cls(**data)
@@ -98,6 +110,8 @@ class GridConfig:
     cost_overkill: float = 1.0
     good_share: float | None = None
     inputs: str = DEFAULT_INPUTS
+    #: The operating points' escape budgets (shares of defective parts, ``--escape-budget``).
+    escape_budgets: tuple[float, ...] = DEFAULT_ESCAPE_BUDGETS
     #: Where each method's parameters came from (e.g. a tuning directory); stamped on its
     #: records, not part of any cell's hash. Methods not named use their defaults and ``method_params``.
     params_source: dict[str, str] = field(default_factory=dict)
@@ -123,6 +137,9 @@ class GridConfig:
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise BenchError(f"{key} must be a name (got {getattr(self, key)!r})")
         check_inputs(self.inputs)
+        if not isinstance(self.escape_budgets, tuple | list):
+            raise BenchError(f"escape_budgets must be a list of shares (got {self.escape_budgets!r})")
+        object.__setattr__(self, "escape_budgets", check_budgets(self.escape_budgets))
         for key in ("cost_escape", "cost_overkill"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
@@ -177,6 +194,7 @@ class GridConfig:
             cost_overkill=self.cost_overkill,
             good_share=self.good_share,
             inputs=self.inputs,
+            escape_budgets=self.escape_budgets,
         )
 
     def cells(self) -> list[CellConfig]:
@@ -197,6 +215,8 @@ class GridConfig:
             f"cost_escape = {_toml(self.cost_escape)}",
             f"cost_overkill = {_toml(self.cost_overkill)}",
         ]
+        if self.escape_budgets != DEFAULT_ESCAPE_BUDGETS:
+            lines.append(f"escape_budgets = {_toml(list(self.escape_budgets))}")
         if self.good_share is not None:
             lines.append(f"good_share = {_toml(self.good_share)}")
         lines += ["", "[budget]"] + [f"{k} = {_toml(v)}" for k, v in self.budget.to_dict().items()]
@@ -268,7 +288,7 @@ def load_grid_toml(path: Path) -> dict[str, Any]:
                 f"config file {str(path)!r}: seed_target must be a table of {', '.join(sorted(known))}"
             )
         out["seed_target"] = SeedTarget(**table)
-    for key in ("methods", "schemes", "seeds"):
+    for key in ("methods", "schemes", "seeds", "escape_budgets"):
         if isinstance(out.get(key), list):
             out[key] = tuple(out[key])
     return out

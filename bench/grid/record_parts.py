@@ -221,6 +221,11 @@ class Metrics(Part):
         r_precision_per_class: the same, averaged per class first.
         map_at_r: retrieval MAP@R.
         map_at_r_per_class: the same, averaged per class first.
+        defect_auroc: good-vs-defect AUROC of the rule's defect score (absent before scores).
+        defect_ap: good-vs-defect average precision, defect the positive class (absent before).
+        overkill_at_escape: the test split's escape-vs-overkill curve (``EscapeCurve``).
+        operating_points: per escape budget, the threshold chosen on validation and its rates
+            (``OperatingPoint``; ``bench.grid.record_operating``).
     """
 
     n: int | None = slot()
@@ -240,10 +245,20 @@ class Metrics(Part):
     r_precision_per_class: float | None = slot()
     map_at_r: float | None = slot()
     map_at_r_per_class: float | None = slot()
+    defect_auroc: float | None = slot(optional=True)
+    defect_ap: float | None = slot(optional=True)
+    overkill_at_escape: Any = slot(lambda v: _operating().EscapeCurve.from_json(v), optional=True)
+    operating_points: tuple[Any, ...] | None = slot(lambda v: _operating().parse_points(v), optional=True)
 
     def headline(self, name: str) -> float | None:
         """The headline rate ``name`` (a key of ``HEADLINE_METRICS``: accuracy, escape, overkill)."""
         return getattr(self, HEADLINE_METRICS[name])
+
+
+def _operating() -> Any:
+    from bench.grid import record_operating  # its parts build on this module's Part
+
+    return record_operating
 
 
 @dataclass(frozen=True, kw_only=True)
