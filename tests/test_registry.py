@@ -16,7 +16,14 @@ from methods import create_method, list_methods, register_method
 from methods.base import EmbeddingMethod
 from methods.trunks import build_trunk, list_trunks
 
-BUILT_IN = ["classifier", "mean-anchor-triplet", "mined-triplet", "siamese"]
+BUILT_IN = [
+    "classifier",
+    "knn-distance",
+    "mean-anchor-triplet",
+    "mined-triplet",
+    "pca-gaussian",
+    "siamese",
+]
 
 
 @pytest.fixture

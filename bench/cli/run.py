@@ -52,13 +52,12 @@ def grid_from_args(
     if not isinstance(kw.get("dataset_options", {}), dict):
         raise BenchError("dataset_options must be a table")
     if args.all:
-        kw["methods"] = tuple(m for m in list_methods() if not get_method_class(m).label_free)
+        kw["methods"] = tuple(list_methods(label_free=False))
         kw.setdefault("schemes", default_schemes)
     if args.method:
         kw["methods"] = tuple(dict.fromkeys(args.method))
     if getattr(args, "baselines", False):
-        baselines = [m for m in list_methods() if get_method_class(m).label_free]
-        kw["methods"] = tuple(dict.fromkeys((*kw.get("methods", ()), *baselines)))
+        kw["methods"] = tuple(dict.fromkeys((*kw.get("methods", ()), *list_methods(label_free=True))))
     if args.scheme:
         kw["schemes"] = tuple(dict.fromkeys(args.scheme))
     if not kw.get("methods"):
