@@ -22,12 +22,10 @@ from bench.evaluation.metrics import classification_metrics, compact_metrics
 from bench.evaluation.neighbours import search
 from bench.evaluation.operating import DEFAULT_ESCAPE_BUDGETS, operating_metrics
 from bench.evaluation.retrieval import summarize
-from bench.evaluation.rules import RULES, l2_normalize, predict_rules
+from bench.evaluation.rules import RULES, SCORE_RULE, l2_normalize, predict_rules
 from bench.evaluation.scores import rule_scores
 
 HEADLINE_DEFAULT = "knn5"
-#: The one rule of a label-free method (``defect_score``): its own score, no class decision.
-SCORE_RULE = "score"
 #: The retrieval metrics, None for a label-free method.
 _RETRIEVAL_KEYS = (
     "precision_at_1",

@@ -196,18 +196,22 @@ def headline_row(cells: Cells, m: str, s: str) -> dict[str, str]:
 
 
 def headline_section(cells: Cells, rule: str) -> list[str]:
+    from bench.report import operating  # it builds on this module
+
+    extended = operating.carries_operating_points(cells)
     rows = []
     for m, s in cells.cells():
         row = headline_row(cells, m, s)
         for col, cost in cost_columns(cells):
             row[col] = mean_ci(cells.summary(m, s, lambda rec, cost=cost: cost(rec.metrics)), 1)
-        rows.append(row)
+        rows.append(operating.headline_columns(cells, m, s, row) if extended else row)
     return [
         "### Headline: method x scheme",
         "",
         f"Test split, rule `{rule}`. {rate_legend()} Escape: a defective part judged good; overkill:"
         f" a good part judged defective. {cost_legend(cells)}",
         "",
+        *(operating.headline_notes(cells) if extended else []),
         table(rows),
     ]
 
