@@ -6,7 +6,14 @@ hooks), ``FitContext`` and ``Prepared`` (what the hooks receive), ``Batch`` and 
 """
 
 # Importing the modules registers the built-in methods.
-from methods import classifier, mean_anchor_triplet, mined_triplet, siamese  # noqa: F401
+from methods import (  # noqa: F401
+    classifier,
+    knn_distance,
+    mean_anchor_triplet,
+    mined_triplet,
+    pca_gaussian,
+    siamese,
+)
 from methods.base import EmbeddingMethod, FitContext, Prepared
 from methods.batch import Batch, StepLoss
 from methods.registry import create_method, get_method_class, list_methods, register_method

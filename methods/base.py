@@ -89,6 +89,9 @@ class EmbeddingMethod:
     name: str = "base"
     #: Whether the metric loss L2-normalizes embeddings; ``embed`` then returns unit vectors.
     normalize: bool = False
+    #: Whether the method never sees a defect label (a baseline scoring images against the good
+    #: training images: ``methods.good_only``); ``bench run --all`` leaves such methods out.
+    label_free: bool = False
     #: Valid values of each hyperparameter: name -> constraints, one of which a value must
     #: meet (``methods.constraints``). Each class declares its own; ``check_params`` merges
     #: them over the class hierarchy, so a subclass lists only the hyperparameters it adds.

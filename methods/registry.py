@@ -83,10 +83,14 @@ def _import_package_modules() -> None:
             )
 
 
-def list_methods(pattern: str = "*") -> list[str]:
-    """Registered method names matching a shell-style ``pattern``, sorted."""
+def list_methods(pattern: str = "*", *, label_free: bool | None = None) -> list[str]:
+    """Registered method names matching a shell-style ``pattern``, sorted; with ``label_free``,
+    only the label-free baselines (True) or only the methods that train on labels (False)."""
     _load_plugins()
-    return METHODS.names(pattern)
+    names = METHODS.names(pattern)
+    if label_free is None:
+        return names
+    return [name for name in names if METHODS.get(name).label_free == label_free]
 
 
 def get_method_class(name: str) -> type[EmbeddingMethod]:

@@ -25,7 +25,7 @@ SAMPLING_KEYS = {
     "images_seen",
     "forward_images",
 }
-METHODS = list_methods()
+METHODS = list_methods(label_free=False)  # the label-free baselines: tests/test_operating.py
 
 
 def knn_accuracy(method, train, test, k: int = 5) -> float:

@@ -16,7 +16,14 @@ from methods import create_method, list_methods, register_method
 from methods.base import EmbeddingMethod
 from methods.trunks import build_trunk, list_trunks
 
-BUILT_IN = ["classifier", "mean-anchor-triplet", "mined-triplet", "siamese"]
+BUILT_IN = [
+    "classifier",
+    "knn-distance",
+    "mean-anchor-triplet",
+    "mined-triplet",
+    "pca-gaussian",
+    "siamese",
+]
 
 
 @pytest.fixture
@@ -140,6 +147,6 @@ def test_trunks_map_images_to_embeddings(name, shape):
 
 
 def test_trunks_are_listed_and_unknown_is_an_error():
-    assert list_trunks() == ["cnn", "mlp"]
-    with pytest.raises(BenchError, match="cnn, mlp"):
-        build_trunk("resnet", (8, 8), 128)
+    assert list_trunks() == ["cnn", "mlp", "resnet"]
+    with pytest.raises(BenchError, match="cnn, mlp, resnet"):
+        build_trunk("vgg", (8, 8), 128)

@@ -80,6 +80,7 @@ OTHER_VALUE = {
     "inputs": "global",
     "split_seed": 1,
     "augment": ("hflip",),
+    "escape_budgets": (0.005,),
 }
 
 

@@ -40,7 +40,7 @@ def studies(out: Path) -> dict[str, optuna.Study]:
 # ----------------------------------------------------------------- search spaces
 
 
-@pytest.mark.parametrize("name", list_methods())
+@pytest.mark.parametrize("name", list_methods(label_free=False))
 def test_every_search_space_names_real_hyperparameters_and_holds_the_defaults(name):
     cls = get_method_class(name)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

@@ -48,7 +48,15 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--all",
         action="store_true",
-        help="every method (run: with the default schemes: " + ", ".join(DEFAULT_SCHEMES) + ")",
+        help="every method but the label-free baselines (run: with the default schemes: "
+        + ", ".join(DEFAULT_SCHEMES)
+        + ")",
+    )
+    parser.add_argument(
+        "--baselines",
+        action="store_true",
+        help="add the label-free baselines (knn-distance, pca-gaussian: scored against the good "
+        "training images only) to the methods",
     )
     parser.add_argument("--dataset", help="dataset name or hf:<name-or-path> (default: inspection)")
     parser.add_argument("--data-dir", help="where a file-based dataset lives (fashion-mnist)")
@@ -105,6 +113,13 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="share of good parts in production, for the cost per 1000 parts "
         "(default: the test split's own mix)",
+    )
+    parser.add_argument(
+        "--escape-budget",
+        type=float,
+        action="append",
+        help="escape budget in %% of defective parts for the operating points (repeatable; default 1): "
+        "the threshold keeping validation escapes within it is applied to the test split",
     )
     parser.add_argument("--quick", action="store_true", help=quick_help())
     parser.add_argument("--config", help="TOML grid file; flags override it")

@@ -58,10 +58,12 @@ def grid_from_args(
         tuned = params_from.tuned_grid(Path(args.params_from))
         kw = params_from.inherit(kw, tuned)
     if args.all:
-        kw["methods"] = tuple(list_methods())
+        kw["methods"] = tuple(list_methods(label_free=False))
         kw.setdefault("schemes", default_schemes)
     if args.method:
         kw["methods"] = tuple(dict.fromkeys(args.method))
+    if getattr(args, "baselines", False):
+        kw["methods"] = tuple(dict.fromkeys((*kw.get("methods", ()), *list_methods(label_free=True))))
     if args.scheme:
         kw["schemes"] = tuple(dict.fromkeys(args.scheme))
     if not kw.get("methods"):
@@ -105,6 +107,8 @@ def grid_from_args(
     options = dict(kw.get("dataset_options", {}))
     if args.quick and tuned is None:  # with --params-from, the tuning says which data
         options = {**QUICK_DATASET_OPTIONS.get(dataset, {}), **options}
+    if getattr(args, "escape_budget", None):
+        kw["escape_budgets"] = tuple(percent / 100.0 for percent in args.escape_budget)
     for flag, key in (("data_dir", "data_dir"), ("good", "good"), ("good_per_defect", "good_per_defect")):
         if getattr(args, flag) is not None:
             options[key] = getattr(args, flag)

@@ -20,10 +20,21 @@ from bench.datasets.image_set import ImageSet, Splits, class_means
 from bench.evaluation.health import embedding_spread
 from bench.evaluation.metrics import classification_metrics, compact_metrics
 from bench.evaluation.neighbours import search
+from bench.evaluation.operating import DEFAULT_ESCAPE_BUDGETS, operating_metrics
 from bench.evaluation.retrieval import summarize
-from bench.evaluation.rules import RULES, l2_normalize, predict_rules
+from bench.evaluation.rules import RULES, SCORE_RULE, l2_normalize, predict_rules
+from bench.evaluation.scores import rule_scores
 
 HEADLINE_DEFAULT = "knn5"
+#: The retrieval metrics, None for a label-free method.
+_RETRIEVAL_KEYS = (
+    "precision_at_1",
+    "precision_at_1_per_class",
+    "r_precision",
+    "r_precision_per_class",
+    "map_at_r",
+    "map_at_r_per_class",
+)
 
 
 class EmbeddingMethod(Protocol):
@@ -74,8 +85,15 @@ def evaluate(
     cost_overkill: float = 1.0,
     good_share: float | None = None,
     embed_sample: int = 1000,
+    escape_budgets: tuple[float, ...] = DEFAULT_ESCAPE_BUDGETS,
 ) -> dict:
     """Embed train/val/test once, apply every rule on val and test, and measure.
+
+    Every rule's test metrics also hold its good-vs-defect metrics (``operating_metrics``): AUROC,
+    average precision, the test trade-off curve and, per escape budget, the threshold chosen on
+    the validation split with its test escape and overkill. A label-free method (one with
+    ``defect_score(images) -> (n,)``, higher meaning more likely defective) has no rules: its one
+    ``score`` rule carries those metrics, and every class metric is None.
 
     Args:
         method: a fitted method with ``embed(images) -> (n, d)`` and optionally
@@ -86,6 +104,7 @@ def evaluate(
         cost_overkill: cost of one overkill.
         good_share: production share of good parts, for ``cost_per_1000["production_mix"]``.
         embed_sample: test embeddings kept for the 2-D projection.
+        escape_budgets: the escape budgets of the operating points (shares of defective parts).
 
     Returns:
         ``metrics`` (the headline rule's test metrics merged with the retrieval metrics),
@@ -101,6 +120,10 @@ def evaluate(
     if headline_rule not in RULES:
         raise BenchError(f"unknown headline rule {headline_rule!r}; known rules: {', '.join(RULES)}")
     started = time.perf_counter()
+    if getattr(method, "defect_score", None) is not None:
+        return _evaluate_label_free(
+            method, splits, (cost_escape, cost_overkill, good_share), embed_sample, escape_budgets, started
+        )
     train, classes = splits.train, splits.train.classes
     num_classes = len(classes)
 
@@ -148,6 +171,35 @@ def evaluate(
     val_metrics_by_rule = {
         rule: compact_metrics(measure(splits.val, y_pred)) for rule, y_pred in preds["val"].items()
     }
+    good = train.good_index
+    if good is not None:
+        with torch.no_grad():
+            scores = {
+                name: rule_scores(
+                    emb["train"],
+                    train.labels,
+                    emb[name],
+                    mean_image_emb,
+                    num_classes,
+                    good,
+                    found[name].nearest,
+                    heads[name],
+                )
+                for name in ("val", "test")
+            }
+        for rule, metrics in metrics_by_rule.items():
+            metrics.update(
+                operating_metrics(
+                    scores["val"][rule],
+                    (splits.val.labels != good).numpy(),
+                    scores["test"][rule],
+                    (splits.test.labels != good).numpy(),
+                    escape_budgets,
+                    cost_escape,
+                    cost_overkill,
+                    good_share,
+                )
+            )
     projection = embedding_2d(emb["test"], splits.test.labels, classes, embed_sample)
     return {
         "metrics": metrics_by_rule[headline_rule],
@@ -158,6 +210,49 @@ def evaluate(
         "eval_s": float(time.perf_counter() - started),
         "embedding_2d": projection,
         "test_spread": embedding_spread(emb["test"], retrieval["precision_at_1_per_class"]),
+    }
+
+
+def _evaluate_label_free(
+    method: Any, splits: Splits, costs: tuple, embed_sample: int, budgets: tuple[float, ...], started: float
+) -> dict:
+    """``evaluate`` for a method that scores images itself and never saw a defect label: the
+    good-vs-defect metrics of its ``defect_score``; class and retrieval metrics are None."""
+    test, good = splits.test, splits.test.good_index
+    if good is None:
+        raise BenchError(
+            f"{getattr(method, 'name', 'this method')} scores good against defect; the dataset has no good class"
+        )
+    with torch.no_grad():
+        scoring_start = time.perf_counter()
+        val_scores = method.defect_score(splits.val.images)
+        test_scores = method.defect_score(test.images)
+        scoring_s = time.perf_counter() - scoring_start
+        test_emb = method.embed(test.images).detach().float().cpu()
+    metrics = classification_metrics(test.labels, test.labels, test.classes, good, *costs)
+    blank = ("accuracy", "balanced_accuracy", "macro_f1", "per_class_recall", "confusion")
+    metrics.update({key: None for key in (*blank, "escape_rate", "overkill_rate", "defect_confusion_rate")})
+    metrics.update({key: None for key in _RETRIEVAL_KEYS}, cost_per_1000=None)
+    metrics.update(
+        operating_metrics(
+            val_scores,
+            (splits.val.labels != good).numpy(),
+            test_scores,
+            (test.labels != good).numpy(),
+            budgets,
+            *costs,
+        )
+    )
+    scored = len(splits.val) + len(test)
+    return {
+        "metrics": metrics,
+        "metrics_by_rule": {SCORE_RULE: metrics},
+        "val_metrics_by_rule": {},
+        "headline_rule": SCORE_RULE,
+        "embed_images_per_s": float(scored / scoring_s) if scoring_s > 0 else None,
+        "eval_s": float(time.perf_counter() - started),
+        "embedding_2d": embedding_2d(test_emb, test.labels, test.classes, embed_sample),
+        "test_spread": embedding_spread(test_emb, None),
     }
 
 

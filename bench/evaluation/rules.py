@@ -27,6 +27,8 @@ from bench.datasets import image_set
 from bench.evaluation.neighbours import QUERY_BLOCK, search
 
 RULES: tuple[str, ...] = ("prototype", "mean_image", "knn1", "knn5", "head")
+#: The one rule of a label-free method (``defect_score``): its own score, no class decision.
+SCORE_RULE = "score"
 
 # Queries per matrix product.
 DEFAULT_CHUNK = QUERY_BLOCK

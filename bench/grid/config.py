@@ -13,6 +13,7 @@ from bench.core.canonical import canonical_json
 from bench.core.errors import BenchError
 from bench.datasets.augment import check_augment
 from bench.datasets.standardize import DEFAULT_INPUTS, LEGACY_INPUTS, check_inputs
+from bench.evaluation.operating import DEFAULT_ESCAPE_BUDGETS, check_budgets
 from bench.grid.adaptive import SeedTarget
 from bench.sampling.budget import Budget, method_budget
 
@@ -45,6 +46,10 @@ class CellConfig:
     the older protocol, where the seed chose the test images too: records made before the field
     existed keep their hashes (``hash`` leaves None out; the record reader reads their missing
     key as None).
+
+    ``escape_budgets`` (the operating points' escape budgets, ``--escape-budget``) is in the hash
+    and ``to_dict`` except at its default, 1%: a cell at the default is the cell it was before the
+    budgets existed.
     """
 
     dataset: str
@@ -63,6 +68,7 @@ class CellConfig:
     inputs: str = DEFAULT_INPUTS
     split_seed: int | None = DEFAULT_SPLIT_SEED
     augment: tuple[str, ...] | None = None
+    escape_budgets: tuple[float, ...] = DEFAULT_ESCAPE_BUDGETS
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -73,12 +79,18 @@ class CellConfig:
             del out["augment"]
         else:
             out["augment"] = list(self.augment)
+        # Left out at the default, so a record written before budgets existed reads back the same.
+        if tuple(self.escape_budgets) == DEFAULT_ESCAPE_BUDGETS:
+            del out["escape_budgets"]
+        else:
+            out["escape_budgets"] = list(self.escape_budgets)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CellConfig:
         data = dict(data)
         data["budget"] = Budget(**data.get("budget", {}))
+        data["escape_budgets"] = tuple(data.get("escape_budgets", DEFAULT_ESCAPE_BUDGETS))
         for key in ("params", "dataset_options", "scheme_options"):
             data[key] = _frozen_items(data.get(key) or {})
         if data.get("augment") is not None:
@@ -132,6 +144,8 @@ class GridConfig:
     #: The transforms applied to every method's training batches: None for the dataset's own
     #: (``ImageSet.augment``), or the names that replace them (``()`` for none).
     augment: tuple[str, ...] | None = None
+    #: The operating points' escape budgets (shares of defective parts, ``--escape-budget``).
+    escape_budgets: tuple[float, ...] = DEFAULT_ESCAPE_BUDGETS
     #: Where each method's parameters came from (e.g. a tuning directory); stamped on its
     #: records, not part of any cell's hash. Methods not named use their defaults and ``method_params``.
     params_source: dict[str, str] = field(default_factory=dict)
@@ -164,6 +178,9 @@ class GridConfig:
             raise BenchError(f"split_seed must be a whole number in [0, 2^31) (got {split!r})")
         if self.augment is not None:
             object.__setattr__(self, "augment", check_augment(self.augment))
+        if not isinstance(self.escape_budgets, tuple | list):
+            raise BenchError(f"escape_budgets must be a list of shares (got {self.escape_budgets!r})")
+        object.__setattr__(self, "escape_budgets", check_budgets(self.escape_budgets))
         for key in ("cost_escape", "cost_overkill"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
@@ -220,6 +237,7 @@ class GridConfig:
             inputs=self.inputs,
             split_seed=self.split_seed,
             augment=self.augment,
+            escape_budgets=self.escape_budgets,
         )
 
     def cells(self) -> list[CellConfig]:
@@ -241,6 +259,8 @@ class GridConfig:
             f"cost_escape = {_toml(self.cost_escape)}",
             f"cost_overkill = {_toml(self.cost_overkill)}",
         ]
+        if self.escape_budgets != DEFAULT_ESCAPE_BUDGETS:
+            lines.append(f"escape_budgets = {_toml(list(self.escape_budgets))}")
         if self.good_share is not None:
             lines.append(f"good_share = {_toml(self.good_share)}")
         if self.augment is not None:
@@ -314,7 +334,7 @@ def load_grid_toml(path: Path) -> dict[str, Any]:
                 f"config file {str(path)!r}: seed_target must be a table of {', '.join(sorted(known))}"
             )
         out["seed_target"] = SeedTarget(**table)
-    for key in ("methods", "schemes", "seeds", "augment"):
+    for key in ("methods", "schemes", "seeds", "augment", "escape_budgets"):
         if isinstance(out.get(key), list):
             out[key] = tuple(out[key])
     return out

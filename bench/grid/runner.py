@@ -166,15 +166,21 @@ def run_cell(cell: CellConfig, device: str = "cpu", on_step: StepCallback | None
             cost_escape=cell.cost_escape,
             cost_overkill=cell.cost_overkill,
             good_share=cell.good_share,
+            escape_budgets=cell.escape_budgets,
         )
         sampling = dict(method.sampling_)
-        health = training_health(
-            result["test_spread"],
-            train.num_classes,
-            list(method.loss_history_),
-            method.collapse_loss(),
-            RECORD_EVERY,
-            budget.steps,
+        # A label-free baseline trains nothing that could collapse: no health entry.
+        health = (
+            None
+            if getattr(method, "label_free", False)
+            else training_health(
+                result["test_spread"],
+                train.num_classes,
+                list(method.loss_history_),
+                method.collapse_loss(),
+                RECORD_EVERY,
+                budget.steps,
+            )
         )
         projection = result.get("embedding_2d")
         record = replace(
@@ -189,7 +195,7 @@ def run_cell(cell: CellConfig, device: str = "cpu", on_step: StepCallback | None
             },
             embedding_2d=None if projection is None else Projection.from_json(projection),
             sampling=Sampling.from_json(sampling),
-            health=Health.from_json(health),
+            health=None if health is None else Health.from_json(health),
             checkpoint=_checkpoint(getattr(method, "checkpoint_", None)),
             timing=Timing(
                 train_s=round(train_s, 4),

@@ -47,7 +47,7 @@ def run_profile(args, console) -> int:
     if args.steps < 1 or args.rounds < 1 or args.threads < 1:
         raise BenchError("--steps, --rounds and --threads must be >= 1")
     torch.set_num_threads(args.threads)
-    methods = args.method or list_methods()
+    methods = args.method or list_methods(label_free=False)  # the baselines do not train
     for name in methods:
         if name not in list_methods():
             raise BenchError(f"unknown method {name!r}; known methods: {', '.join(list_methods())}")

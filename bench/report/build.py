@@ -37,6 +37,7 @@ from bench.report.figures import plot_section, slug
 from bench.report.health import health_section
 from bench.report.method_pairs import method_pairs_section
 from bench.report.method_tables import method_sections
+from bench.report.operating import carries_operating_points, operating_section
 from bench.report.overview import (
     failed_section,
     headline_section,
@@ -115,6 +116,8 @@ def render_report(records: Sequence[Record | Mapping[str, Any]], plot_dir: Path)
         out += seed_target_section(cells, study)
         comparisons = families(cells)
         out += answer_section(cells, comparisons)
+        if carries_operating_points(cells):
+            out += operating_section(cells, plot_dir, prefix + "-" if len(grouped) > 1 else "", rule)
         out += plot_section(cells, plot_dir, prefix + "-" if len(grouped) > 1 else "", good, rule)
         out += health_section(cells, plot_dir, prefix + "-" if len(grouped) > 1 else "")
         out += paired_section(cells, comparisons)

@@ -230,13 +230,20 @@ def headline_row(cells: Cells, m: str, s: str, costs: bool = False) -> dict[str,
 
 
 def headline_section(cells: Cells, rule: str) -> list[str]:
-    rows = [headline_row(cells, m, s, costs=True) for m, s in cells.cells()]
+    from bench.report import operating  # it builds on this module
+
+    extended = operating.carries_operating_points(cells)
+    rows = []
+    for m, s in cells.cells():
+        row = headline_row(cells, m, s, costs=True)
+        rows.append(operating.headline_columns(cells, m, s, row) if extended else row)
     return [
         "### Headline: method x scheme",
         "",
         f"Test split, rule `{rule}`. {rate_legend()} Escape: a defective part judged good; overkill:"
         f" a good part judged defective. {cost_legend(cells)}",
         "",
+        *(operating.headline_notes(cells) if extended else []),
         table(rows),
     ]
 

@@ -10,6 +10,7 @@ from typing import Any
 from bench.grid.record import Record
 from bench.report.build import studies, study_titles
 from bench.report.cells import Cells, as_records
+from bench.report.operating import headline_columns
 from bench.report.overview import headline_row
 from bench.report.seed_target import diff_rows, mean_rows, study_target
 
@@ -30,7 +31,8 @@ def summary_tables(records: Sequence[Record | Mapping[str, Any]]) -> list[tuple[
             status = {(r["method"], r["scheme"]): r for r in mean_rows(cells, study, target, short=True)}
         rows = []
         for m, s in cells.cells():
-            row = headline_row(cells, m, s)
+            # The terminal always marks collapsed cells; the operating columns where recorded.
+            row = headline_columns(cells, m, s, headline_row(cells, m, s))
             if (m, s) in status:
                 row[f"target ±{target.ci:g}"] = (
                     f"{status[(m, s)]['target']} (±{status[(m, s)]['half-width']})"

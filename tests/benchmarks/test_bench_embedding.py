@@ -10,7 +10,7 @@ from bench.sampling.budget import Budget
 from methods import create_method, list_methods
 
 
-@pytest.mark.parametrize("name", list_methods())
+@pytest.mark.parametrize("name", list_methods(label_free=False))
 def test_embed_10k(benchmark, name, embed_images):
     benchmark.group = "embed 10,000 images"
     benchmark.extra_info["method"] = name

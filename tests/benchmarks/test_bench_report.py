@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.grid.store import read_records
 from bench.report import render_report
-from bench.report.cells import load_records
 
 FIXTURE_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "run"  # tests/fixtures/make_results.py
 CLONES = {"good-x3": ("good-x2", 0.004), "good-x10": ("good-x5", -0.003)}  # new scheme: (from, shift)
@@ -33,7 +33,7 @@ def forty_cell_records() -> list[dict]:
     """The fixture run's seeds 0 and 1 (24 cells), two more good-xK schemes made from its cells
     (16), and one comparison as in issue 24: classifier good-x3 against uniform is 1.65 points
     of accuracy on both seeds, to rounding."""
-    ok = [r for r in load_records(FIXTURE_RUN) if r["status"] == "ok" and r["config"]["seed"] < 2]
+    ok = [r for r in read_records(FIXTURE_RUN) if r["status"] == "ok" and r["config"]["seed"] < 2]
     records = ok + [
         _cell(r, new, shift)
         for new, (old, shift) in CLONES.items()

@@ -12,7 +12,7 @@ from methods import create_method, list_methods
 from methods.trunks import build_trunk
 
 
-@pytest.mark.parametrize("name", list_methods())
+@pytest.mark.parametrize("name", list_methods(label_free=False))
 def test_training_step(benchmark, name, inspection_train, default_budget):
     """A 1-step fit: the step plus fit's fixed setup (trunk, optimizer, class index)."""
     benchmark.group = "training step (default batch)"
