@@ -215,7 +215,7 @@ class GridConfig:
             if target.diff_ci is not None and target.against not in self.schemes:
                 raise BenchError(
                     f"--target-diff-ci compares against {target.against!r}, which is not among the"
-                    f" grid's schemes ({', '.join(self.schemes)}); add it or choose --against"
+                    f" grid's schemes ({', '.join(map(repr, self.schemes))}); add it or choose --against"
                 )
 
     def cell(self, method: str, scheme: str, seed: int) -> CellConfig:
