@@ -65,12 +65,16 @@ def _method_answer(cells: Cells, method: str, escape_family: dict) -> str:
         elif b["ci_low"] == b["ci_high"]:
             text += (
                 f" Every seed gave the same rate, so its interval has no width and cannot set it apart"
-                f" from `{runner}` ({num(r['mean'], 1)}%, CI {interval(r)}); the evidence for a winner is weak."
+                f" from `{runner}` ({num(r['mean'], 1)}%, CI {interval(r)}); only a paired comparison"
+                " on the same seeds can."
             )
         elif _overlap(b, r):
+            # Unpaired intervals ignore that both schemes ran on the same seeds; the paired test
+            # (below, against uniform) is the one that answers, so overlap alone is no verdict.
             text += (
-                f" Its interval overlaps that of `{runner}` ({num(r['mean'], 1)}%, CI {interval(r)}),"
-                " so the evidence for a winner is weak."
+                f" Its interval overlaps that of `{runner}` ({num(r['mean'], 1)}%, CI {interval(r)});"
+                " unpaired intervals cannot settle which is lower, the paired comparison on the same"
+                " seeds can."
             )
         else:
             text += f" Its interval lies clear of the runner-up `{runner}` ({num(r['mean'], 1)}%, CI {interval(r)})."
@@ -139,8 +143,14 @@ def answer_section(cells: Cells, by_metric: dict[str, dict] | None = None) -> li
                 "",
             ]
         else:
+            ran = {s for (method, s) in cells.by_cell if method == m}
+            missing = [s for s in (REFERENCE_SCHEME, BASELINE_SCHEME) if s not in ran]
+            what = (
+                " and ".join(f"`{s}`" for s in missing) or f"`{REFERENCE_SCHEME}` against `{BASELINE_SCHEME}`"
+            )
+            verb = "did not run" if missing else "has no paired seeds"
             out += [
-                f"**The reference's diagnosis for `{m}`** cannot be tested here: `good-x5` or `uniform` did not run.",
+                f"**The reference's diagnosis for `{m}`** cannot be tested here: {what} {verb}.",
                 "",
             ]
     if not refs:

@@ -133,7 +133,12 @@ def power_phrase(cmp: dict) -> str:
     observed, one = cmp.get("seeds_power"), cmp.get("seeds_power_1pp")
     if one is None:
         return ""
-    at = f"about {power_text(observed)} seeds" if observed is not None else "no number of seeds (it is zero)"
+    if observed is None:
+        at = "no number of seeds (it is zero)"
+    elif observed > MAX_POWER_SEEDS:
+        at = f"more than {MAX_POWER_SEEDS:,} seeds"
+    else:
+        at = f"about {power_text(observed)} seeds"
     return (
         f" A paired t test would need {at} to detect a difference this size with {POWER:.0%} power"
         f" at {power_level(cmp):.3g} ({power_text(one)} for 1 pp; {ALPHA:g} over the family's"
