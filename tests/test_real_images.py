@@ -71,7 +71,7 @@ def _forwarded(name: str, train: ImageSet, monkeypatch) -> list[torch.Tensor]:
     return seen
 
 
-@pytest.mark.parametrize("name", list_methods())
+@pytest.mark.parametrize("name", list_methods(label_free=False))
 def test_every_method_forwards_the_shared_augmentation(name, monkeypatch):
     """On: the images a method forwards are flips of the stored ones, many not the stored ones
     themselves. Off: every forwarded image is a stored one (or, for the mean-anchor triplet, a
