@@ -12,7 +12,9 @@ from bench.report.cells import (
     scheme_key,
 )
 from bench.report.format import interval, num, seeds_text
-from bench.report.paired import PAIRED_METRICS, families, p_phrase, power_phrase, significant
+from bench.report.method_answer import method_answer_lines
+from bench.report.operating import carries_operating_points, label_free
+from bench.report.paired import families, p_phrase, power_phrase, significant
 
 
 def _overlap(a: dict, b: dict) -> bool:
@@ -109,8 +111,7 @@ def _diagnosis(method: str, comparisons: dict[str, dict]) -> str:
             " so the evidence is weak"
         )
     parts = []
-    for metric in PAIRED_METRICS:
-        c = comparisons[metric]
+    for metric, c in comparisons.items():
         ci = f"CI {interval(c)}, " if c["ci_low"] is not None else ""
         parts.append(f"{metric} {num(c['mean_diff'], 1)} pp ({ci}{p_phrase(c, metric)})")
     return (
@@ -133,8 +134,17 @@ def answer_section(cells: Cells, by_metric: dict[str, dict] | None = None) -> li
     by_metric = by_metric if by_metric is not None else families(cells)
     ordered = [m for m in cells.methods if m.split(" ")[0] == REFERENCE_METHOD]
     ordered += [m for m in cells.methods if m not in ordered]
-    out += [_method_answer(cells, m, by_metric["escape"]) for m in ordered]
+    extended = carries_operating_points(cells)
+    out += [
+        f"- **{m}**: a label-free baseline, which predicts no class (`n/a`); see *Which method* and"
+        " *Operating points*."
+        if extended and all(label_free(cells, m, s) for s in cells.schemes if (m, s) in cells.by_cell)
+        else _method_answer(cells, m, by_metric["escape"])
+        for m in ordered
+    ]
     out.append("")
+    if extended:
+        out += method_answer_lines(cells)
     refs = [m for m in cells.methods if m.split(" ")[0] == REFERENCE_METHOD]
     for m in refs:
         if (m, REFERENCE_SCHEME) in by_metric["escape"]:

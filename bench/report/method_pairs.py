@@ -56,8 +56,11 @@ def method_pairs_section(cells: Cells) -> list[str]:
         f" difference counts as significant only when *p Holm* < {ALPHA:g}.",
         "",
     ]
-    for metric in PAIRED_METRICS:
-        comparisons = method_family(cells, headline(metric))
+    from bench.report.operating import paired_metrics
+
+    values = {metric: headline(metric) for metric in PAIRED_METRICS} | paired_metrics(cells)
+    for metric, value in values.items():
+        comparisons = method_family(cells, value)
         if not comparisons:
             continue
         rows = [

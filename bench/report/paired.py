@@ -101,9 +101,13 @@ def family_heading(metric: str, comparisons: dict) -> str:
 
 
 def families(cells: Cells) -> dict[str, dict[tuple[str, str], dict]]:
-    """``family`` for each metric of ``PAIRED_METRICS`` (computed once per study: statsmodels'
-    Holm adjustment runs a full garbage collection on every call)."""
-    return {metric: family(cells, headline(metric)) for metric in PAIRED_METRICS}
+    """``family`` for each metric of ``PAIRED_METRICS``, then for the overkill at each escape budget
+    where the records carry operating points (computed once per study: statsmodels' Holm
+    adjustment runs a full garbage collection on every call)."""
+    from bench.report.operating import paired_metrics
+
+    out = {metric: family(cells, headline(metric)) for metric in PAIRED_METRICS}
+    return out | {name: family(cells, value) for name, value in paired_metrics(cells).items()}
 
 
 def significant(cmp: dict) -> bool:
@@ -165,8 +169,7 @@ def paired_section(cells: Cells, by_metric: dict[str, dict] | None = None) -> li
     by_metric = by_metric if by_metric is not None else families(cells)
     if not any(by_metric.values()):
         return [*out[:2], "No scheme ran beside `uniform` on the same method: nothing to compare.", ""]
-    for metric in PAIRED_METRICS:
-        comparisons = by_metric[metric]
+    for metric, comparisons in by_metric.items():
         rows = [
             {
                 "method": m,
