@@ -130,3 +130,21 @@ def test_old_metrics_write_back_without_the_new_fields():
         and back.to_json()["operating_points"][0]["threshold"] == 0.2
     )
     assert Record  # the record type reads these parts through Metrics
+
+
+def test_separation_gives_scikit_learns_auroc_and_average_precision_ties_included():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from bench.evaluation.operating import separation
+
+    rng = np.random.default_rng(7)
+    for i in range(200):
+        n = int(rng.integers(3, 300))
+        # every other case: few distinct scores, so most thresholds are ties
+        s = rng.integers(0, 5, n).astype(float) if i % 2 else rng.random(n)
+        d = rng.random(n) < 0.3
+        if d.all() or not d.any():
+            continue
+        auroc, ap = separation(s, d)
+        assert auroc == pytest.approx(roc_auc_score(d, s), abs=1e-12)
+        assert ap == pytest.approx(average_precision_score(d, s), abs=1e-12)

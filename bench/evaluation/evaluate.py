@@ -110,7 +110,8 @@ def evaluate(
         ``metrics`` (the headline rule's test metrics merged with the retrieval metrics),
         ``metrics_by_rule`` ({rule: test metrics + retrieval}), ``val_metrics_by_rule``
         ({rule: compact metrics}), ``headline_rule``, ``embed_images_per_s`` (over the three
-        splits), ``eval_s`` (wall time of this call, embedding included), ``embedding_2d`` and
+        splits), ``eval_s`` (wall time of this call, embedding included), ``operating_s`` (the
+        part of it spent on the good-vs-defect scores and operating points), ``embedding_2d`` and
         ``test_spread`` (how many dimensions the test embeddings fill and how often their nearest
         training embedding has their class: ``embedding_spread``).
 
@@ -172,6 +173,7 @@ def evaluate(
         rule: compact_metrics(measure(splits.val, y_pred)) for rule, y_pred in preds["val"].items()
     }
     good = train.good_index
+    operating_started = time.perf_counter()
     if good is not None:
         with torch.no_grad():
             scores = {
@@ -200,6 +202,7 @@ def evaluate(
                     good_share,
                 )
             )
+    operating_s = time.perf_counter() - operating_started
     projection = embedding_2d(emb["test"], splits.test.labels, classes, embed_sample)
     return {
         "metrics": metrics_by_rule[headline_rule],
@@ -208,6 +211,7 @@ def evaluate(
         "headline_rule": headline_rule,
         "embed_images_per_s": float(n_embedded / embed_s) if embed_s > 0 else None,
         "eval_s": float(time.perf_counter() - started),
+        "operating_s": float(operating_s),
         "embedding_2d": projection,
         "test_spread": embedding_spread(emb["test"], retrieval["precision_at_1_per_class"]),
     }
@@ -233,6 +237,7 @@ def _evaluate_label_free(
     blank = ("accuracy", "balanced_accuracy", "macro_f1", "per_class_recall", "confusion")
     metrics.update({key: None for key in (*blank, "escape_rate", "overkill_rate", "defect_confusion_rate")})
     metrics.update({key: None for key in _RETRIEVAL_KEYS}, cost_per_1000=None)
+    operating_started = time.perf_counter()
     metrics.update(
         operating_metrics(
             val_scores,
@@ -243,6 +248,7 @@ def _evaluate_label_free(
             *costs,
         )
     )
+    operating_s = time.perf_counter() - operating_started
     scored = len(splits.val) + len(test)
     return {
         "metrics": metrics,
@@ -251,6 +257,7 @@ def _evaluate_label_free(
         "headline_rule": SCORE_RULE,
         "embed_images_per_s": float(scored / scoring_s) if scoring_s > 0 else None,
         "eval_s": float(time.perf_counter() - started),
+        "operating_s": float(operating_s),
         "embedding_2d": embedding_2d(test_emb, test.labels, test.classes, embed_sample),
         "test_spread": embedding_spread(test_emb, None),
     }

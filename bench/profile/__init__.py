@@ -87,6 +87,7 @@ def run_profile(args, console) -> int:
             "eval / distance, CPU time",
             "embedding s",
             "search + rules + metrics s",
+            "of which good-vs-defect",
         )
         print_table(
             console,
@@ -101,6 +102,7 @@ def run_profile(args, console) -> int:
                     f"{result['eval_vs_distance_cpu']:.2f}x",
                     f"{result['embed_s']:.2f}",
                     f"{result['search_and_metrics_s']:.2f}",
+                    f"{100 * result['operating_share']:.1f}%",
                 )
             ],
         )
