@@ -187,3 +187,16 @@ def test_equal_weights_that_measured_differently_stay_apart(tmp_path):
     cells = Cells(as_records(records))
     assert cells.schemes == ["uniform", "natural", "sqrt", "good-x5"]
     assert {c["family"] for c in families(cells)["escape"].values()} == {6}
+
+
+def test_a_dry_run_names_the_group_it_trains_once():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--all", "--quick", "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "# good-x5 gives the weights of natural on this data: trained once, as natural" in out
