@@ -28,14 +28,16 @@ ALLOWED: dict[str, set[str]] = {
         "methods",
     },
     # The report reads records through the store as the record type, names rules in their
-    # canonical order and parses scheme names as the sampling stage spells them (a pure module);
-    # it never sees a method, a dataset or a runner.
+    # canonical order, parses scheme names as the sampling stage spells them and tells equal
+    # weights by the rule the grid applies (pure modules); it never sees a method, a dataset or
+    # a runner.
     "bench.report": {
         "bench.core",
         "bench.evaluation.rules",
         "bench.grid.record",
         "bench.grid.store",
         "bench.sampling.names",
+        "bench.sampling.same_weights",
     },
     # Records leave the bench as frames and MLflow runs: read through the store and the record type,
     # summarized by the report's own functions, tunings read from their journal.

@@ -26,6 +26,7 @@ def data_lines(grid: GridConfig) -> list[str]:
             apply to the data.
     """
     from bench.cli.run import check_data
+    from bench.grid.driver import shared_schemes
     from bench.grid.runner import prepare_data
 
     check_data(grid)  # loads, splits and builds every scheme's plan
@@ -34,10 +35,15 @@ def data_lines(grid: GridConfig) -> list[str]:
     note, warn = good_class_note(data, grid.dataset_options.get("good"))
     counts = {name: len(part) for name, part in (("train", data), ("val", splits.val), ("test", splits.test))}
     shape = " x ".join(map(str, data.image_shape))
+    shared = [
+        f"# {scheme} gives the weights of {trained} on this data: trained once, as {trained}"
+        for scheme, trained in shared_schemes(grid).items()
+    ]
     return [
         f"# dataset {data.name}: {data.num_classes} classes ({', '.join(data.classes)}), images {shape}",
         f"# {'warning: ' if warn else ''}{note}",
         f"# split (seed {grid.seeds[0]}): "
         + ", ".join(f"{name} {n}" for name, n in counts.items())
         + f" images; {split_protocol(grid)}",
+        *shared,
     ]

@@ -3,6 +3,7 @@ record at once."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -17,8 +18,9 @@ from bench.grid.executors import ExecutorOptions, TaskFailure, create_executor
 from bench.grid.lock import RunLock
 from bench.grid.progress import GridProgress
 from bench.grid.run_dir import claim_grid
-from bench.grid.runner import new_record, now, run_cell
+from bench.grid.runner import new_record, now, prepare_data, run_cell, same_weights_record
 from bench.grid.store import ResultStore, latest_by_hash, parts_behind, read_records
+from bench.sampling.schemes import same_weight_groups
 
 OnStart = Callable[[CellConfig], None]
 OnStep = Callable[[int, int], None]
@@ -108,6 +110,25 @@ def run_grid(
         )
 
 
+def shared_schemes(grid: GridConfig) -> dict[str, str]:
+    """Each scheme of ``grid`` that gives the same per-class weights on its training split as an
+    earlier scheme of the grid (``bench.sampling.schemes.same_weight_groups``), mapped to the
+    first scheme of its group, the one trained: ``{"good-x5": "natural"}`` on the inspection set.
+
+    Training counts do not depend on the seed, so the first seed's split decides for every seed.
+    Data that does not load, or a scheme that does not apply to it, shares nothing: each of its
+    cells then fails in its own record, as it would have.
+    """
+    if len(grid.schemes) < 2:
+        return {}
+    try:
+        train = prepare_data(grid.dataset, dict(grid.dataset_options), grid.seeds[0], grid.split_seed).train
+        groups = same_weight_groups(grid.schemes, train.class_counts(), train.good_index, grid.scheme_options)
+    except Exception:  # noqa: BLE001  (the cells report it, one record each)
+        return {}
+    return {scheme: group[0] for group in groups for scheme in group[1:]}
+
+
 def _run_locked(grid, run_dir, options, resume, progress, cells, record_extra, force) -> GridOutcome:
     store = ResultStore(run_dir)
     claim_grid(run_dir, grid, force=force)
@@ -115,20 +136,49 @@ def _run_locked(grid, run_dir, options, resume, progress, cells, record_extra, f
     done = store.finished_hashes() if resume else set()
     todo = [c for c in cells if c.hash not in done]
     outcome = GridOutcome(Path(run_dir), total=len(cells), skipped=len(cells) - len(todo))
-    progress = progress or GridProgress(len(todo))
+    # A cell whose scheme gives the weights of an earlier scheme is not trained: its record is
+    # the trained cell's under its own name (``same_weights_record``), written beside it.
+    trained_as = shared_schemes(grid) if todo else {}
+    waiting: dict[str, list[CellConfig]] = defaultdict(list)  # trained cell's hash -> cells sharing it
+    train = []
+    for c in todo:
+        if c.scheme in trained_as:
+            waiting[grid.cell(c.method, trained_as[c.scheme], c.seed).hash].append(c)
+        else:
+            train.append(c)
+    scheduled = {c.hash for c in train}
+    stored = latest_by_hash(read_records(run_dir)) if waiting else {}
+    ready = [h for h in waiting if h not in scheduled and stored.get(h, {}).get("status") == "ok"]
+    # The trained cell of a shared one that is neither recorded nor scheduled runs too.
+    train += [
+        grid.cell(shared[0].method, trained_as[shared[0].scheme], shared[0].seed)
+        for h, shared in waiting.items()
+        if h not in scheduled and h not in ready
+    ]
+    progress = progress or GridProgress(len(train))
 
     def on_start(cell: CellConfig) -> None:
         progress.start_cell(cell.label, cell.budget.steps)
 
+    def keep(cell: CellConfig, record: dict[str, Any]) -> None:
+        if cell.method in grid.params_source:
+            record["params_source"] = grid.params_source[cell.method]
+        if record_extra:
+            record = {**record, **record_extra}
+        store.append(record)
+        outcome.records.append(record)
+
+    def share(trained: dict[str, Any], trained_hash: str) -> None:
+        for cell in waiting.pop(trained_hash, []):
+            keep(cell, same_weights_record(cell, trained))
+
+    for h in ready:
+        share(stored[h], h)
     with progress:
-        for cell, record in run_cells(todo, options, on_start, progress.step):
-            if cell.method in grid.params_source:
-                record["params_source"] = grid.params_source[cell.method]
-            if record_extra:
-                record = {**record, **record_extra}
-            store.append(record)
-            outcome.records.append(record)
+        for cell, record in run_cells(train, options, on_start, progress.step):
+            keep(cell, record)
             progress.finish_cell(cell.label, record)
+            share(record, cell.hash)
     return outcome
 
 

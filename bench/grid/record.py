@@ -122,6 +122,11 @@ class Record(Part):
         params_source: where the method's parameters came from (``bench run --params-from``).
         seed_target: the seed target the cell ran under (``bench run --target-ci``).
         seed_round: the round of the seed-target rule that added the cell.
+        same_weights_as: for a cell not trained itself because an earlier scheme of its grid
+            gives the same per-class weights on its data (``natural`` and ``good-x5`` on a 5:1
+            set): that scheme, whose cell (same method, seed and settings) was trained and
+            measured; everything measured is that cell's. None (absent) for a trained cell and
+            in records made before cells were shared.
         inferred: dotted names of the fields that the record's version did not record and the
             reader filled in (``config.inputs``: a record made before ``--inputs`` reads ``raw``;
             ``config.split_seed``: a record made before split seeds reads None, a test split per
@@ -152,6 +157,7 @@ class Record(Part):
     params_source: str | None = slot(optional=True)
     seed_target: SeedTarget | None = slot(_seed_target, optional=True)
     seed_round: int | None = slot(optional=True)
+    same_weights_as: str | None = slot(optional=True)
     inferred: frozenset[str] = field(default=frozenset(), repr=False, metadata={"json": False})
 
     def __post_init__(self) -> None:

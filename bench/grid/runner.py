@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -119,6 +119,32 @@ def _checkpoint(selected: dict[str, Any] | None) -> Checkpoint | None:
         step=tuple(int(step) for step, _ in history),
         accuracy=tuple(float(accuracy) for _, accuracy in history),
     )
+
+
+def same_weights_record(cell: CellConfig, trained: Mapping[str, Any]) -> dict[str, Any]:
+    """The record of ``cell``, not trained because its scheme gives the same per-class weights as
+    the scheme of ``trained`` (the record, as JSON, of the cell equal to ``cell`` but for its
+    scheme): ``trained``'s measurements under ``cell``'s hash and config, with
+    ``same_weights_as`` naming the scheme that was trained. Equal weights draw equal batches, so
+    training ``cell`` itself would measure the same.
+
+    Raises:
+        ValueError: ``trained`` is the record of a cell that differs from ``cell`` in more than
+            its scheme.
+    """
+    source = Record.from_dict(trained)
+    other = source.config
+    if replace(other, scheme=cell.scheme, scheme_options=cell.scheme_options) != cell:
+        raise ValueError(f"{other.label} is not {cell.label} under another scheme")
+    plan = None if source.plan is None else {**source.plan, "scheme": cell.scheme}
+    record = replace(
+        source,
+        hash=cell.hash,
+        config=cell,
+        plan=plan,
+        same_weights_as=source.same_weights_as or other.scheme,
+    )
+    return record.to_dict()
 
 
 def run_cell(cell: CellConfig, device: str = "cpu", on_step: StepCallback | None = None) -> dict[str, Any]:

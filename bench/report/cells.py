@@ -14,6 +14,7 @@ from bench.core.canonical import canonical_json as canonical
 from bench.grid.record import HEADLINE_METRICS, INPUTS_FIELD, Record
 from bench.grid.store import latest_by_hash, parts_behind
 from bench.grid.store import load_records as read_run
+from bench.report.same_weights import members, merged_labels
 from bench.report.stats import summarize
 from bench.sampling.names import BASELINE_SCHEME, good_x_weight
 
@@ -88,10 +89,14 @@ def method_key(name: str) -> tuple:
 
 
 def good_k(scheme: str) -> float | None:
-    """K of a ``good-xK`` scheme (``uniform`` is K = 1), else None."""
-    if scheme == BASELINE_SCHEME:
-        return 1.0
-    return good_x_weight(scheme)
+    """K of a ``good-xK`` scheme (``uniform`` is K = 1), else None; for a group of schemes with the
+    same weights (``natural = good-x5``), the K of its first such member."""
+    for name in members(scheme):
+        if name == BASELINE_SCHEME:
+            return 1.0
+        if good_x_weight(name) is not None:
+            return good_x_weight(name)
+    return None
 
 
 def scheme_key(scheme: str) -> tuple:
@@ -180,24 +185,44 @@ class Cells:
     """The ok records of one study indexed by (method label, scheme label) -> {seed: record}.
 
     Labels carry every cell field that varies in the study, so two records share a slot only
-    when their configs are equal; the later hash of such a pair is kept in ``duplicates``.
+    when their configs are equal (the later hash of such a pair is kept in ``duplicates``) or
+    their schemes gave the same weights (one label for the group, ``natural = good-x5``, and one
+    record per seed: the group is shown and counted once).
     """
 
     def __init__(self, records: Sequence[Record]):
         self.labels = method_labels(records)
-        self.scheme_labels = labels_by_hash(records, "scheme", "scheme_options")
+        own = labels_by_hash(records, "scheme", "scheme_options")
+        #: Each scheme label -> the label it is shown under (``natural = good-x5`` for schemes that
+        #: gave the same weights: ``bench.report.same_weights``).
+        self.shown = merged_labels(records, own, self.labels, scheme_key)
+        self.scheme_labels = {h: self.shown[label] for h, label in own.items()}
         self.by_cell: dict[tuple[str, str], dict[int, Record]] = defaultdict(dict)
         self.duplicates: list[str] = []
-        for rec in sorted(records, key=lambda r: r.hash):
+        # A group's seed keeps the record of the scheme that was trained (not ``same_weights_as``
+        # another), else of its first scheme; the others measured the same and are not duplicates.
+        for rec in sorted(
+            records,
+            key=lambda r: (
+                r.same_weights_as is not None,
+                members(self.scheme_labels[r.hash]).index(own[r.hash]),
+                r.hash,
+            ),
+        ):
             if rec.ok:
                 seeds = self.by_cell[(self.labels[rec.hash], self.scheme_labels[rec.hash])]
                 seed = rec.config.seed
-                if seed in seeds:
-                    self.duplicates.append(rec.hash)
-                else:
+                if seed not in seeds:
                     seeds[seed] = rec
+                elif own[seeds[seed].hash] == own[rec.hash]:
+                    self.duplicates.append(rec.hash)
         self.methods = sorted({m for m, _ in self.by_cell}, key=method_key)
         self.schemes = sorted({s for _, s in self.by_cell}, key=scheme_key)
+
+    def shown_as(self, scheme: str) -> str:
+        """The label scheme (label) ``scheme`` is shown under: ``natural = good-x5`` for
+        ``good-x5`` where the two gave the same weights, else ``scheme`` itself."""
+        return self.shown.get(scheme, scheme)
 
     def cells(self) -> list[tuple[str, str]]:
         return [(m, s) for m in self.methods for s in self.schemes if (m, s) in self.by_cell]

@@ -15,6 +15,7 @@ from bench.report.format import interval, num, seeds_text
 from bench.report.method_answer import method_answer_lines
 from bench.report.operating import carries_operating_points, label_free
 from bench.report.paired import families, p_phrase, power_phrase, significant
+from bench.report.same_weights import members, named
 
 
 def _overlap(a: dict, b: dict) -> bool:
@@ -80,20 +81,23 @@ def _method_answer(cells: Cells, method: str, escape_family: dict) -> str:
             )
         else:
             text += f" Its interval lies clear of the runner-up `{runner}` ({num(r['mean'], 1)}%, CI {interval(r)})."
-    if best != BASELINE_SCHEME and BASELINE_SCHEME in escapes:
+    base = cells.shown_as(BASELINE_SCHEME)
+    if best != base and base in escapes:
         cmp = escape_family[(method, best)]
         ci = f"CI {interval(cmp)}, " if cmp["ci_low"] is not None else ""
         text += (
-            f" Against `uniform` ({num(escapes[BASELINE_SCHEME]['mean'], 1)}%) the paired difference is"
+            f" Against `{base}` ({num(escapes[base]['mean'], 1)}%) the paired difference is"
             f" {num(cmp['mean_diff'], 1)} pp ({ci}{seeds_text(cmp['n'])}; {p_phrase(cmp, 'escape')}):"
             f" {_test_verdict(cmp)}." + power_phrase(cmp)
         )
-    elif best == BASELINE_SCHEME:
-        text += " No scheme lowered escapes below `uniform`."
+    elif best == base:
+        text += f" No scheme lowered escapes below `{base}`."
     return text
 
 
-def _diagnosis(method: str, comparisons: dict[str, dict]) -> str:
+def _diagnosis(method: str, comparisons: dict[str, dict], reference: str, base: str) -> str:
+    """The verdict on the reference's diagnosis; ``reference`` and ``base`` name good-x5 and
+    uniform as the sentence reads them (``good-x5 (= natural, identical weights)``)."""
     esc = comparisons["escape"]
     if esc["mean_diff"] is None:
         verdict = "cannot be judged (no paired seeds with an escape rate)"
@@ -116,7 +120,7 @@ def _diagnosis(method: str, comparisons: dict[str, dict]) -> str:
         parts.append(f"{metric} {num(c['mean_diff'], 1)} pp ({ci}{p_phrase(c, metric)})")
     return (
         f"**The reference's diagnosis for `{method}`** {verdict}. Paired over {seeds_text(esc['n'])},"
-        f" good-x5 minus uniform: {'; '.join(parts)}." + power_phrase(esc)
+        f" {reference} minus {base}: {'; '.join(parts)}." + power_phrase(esc)
     )
 
 
@@ -146,19 +150,24 @@ def answer_section(cells: Cells, by_metric: dict[str, dict] | None = None) -> li
     if extended:
         out += method_answer_lines(cells)
     refs = [m for m in cells.methods if m.split(" ")[0] == REFERENCE_METHOD]
+    # Where good-x5 gave the weights of another scheme, the group's comparison answers for it.
+    ref, base = cells.shown_as(REFERENCE_SCHEME), cells.shown_as(BASELINE_SCHEME)
+    names = named(ref, REFERENCE_SCHEME), named(base, BASELINE_SCHEME)
     for m in refs:
-        if (m, REFERENCE_SCHEME) in by_metric["escape"]:
+        if (m, ref) in by_metric["escape"]:
             out += [
-                _diagnosis(m, {metric: by_metric[metric][(m, REFERENCE_SCHEME)] for metric in by_metric}),
+                _diagnosis(m, {metric: by_metric[metric][(m, ref)] for metric in by_metric}, *names),
                 "",
             ]
         else:
-            ran = {s for (method, s) in cells.by_cell if method == m}
+            ran = {name for (method, s) in cells.by_cell if method == m for name in members(s)}
             missing = [s for s in (REFERENCE_SCHEME, BASELINE_SCHEME) if s not in ran]
             what = (
                 " and ".join(f"`{s}`" for s in missing) or f"`{REFERENCE_SCHEME}` against `{BASELINE_SCHEME}`"
             )
             verb = "did not run" if missing else "has no paired seeds"
+            if not missing and ref == base:
+                verb = "gives the same weights on this data, so there is no difference to test"
             out += [
                 f"**The reference's diagnosis for `{m}`** cannot be tested here: {what} {verb}.",
                 "",

@@ -13,9 +13,10 @@ from bench.report.cells import BASELINE_SCHEME, REFERENCE_SCHEME, Cells, good_k,
 
 def plot_section(cells: Cells, plot_dir: Path, prefix: str, good: str | None, rule: str) -> list[str]:
     links: list[tuple[str, Path]] = []
+    base = cells.shown_as(BASELINE_SCHEME)
     for m in cells.methods:
         matrices = {}
-        for s in (BASELINE_SCHEME, REFERENCE_SCHEME):
+        for s in dict.fromkeys((base, cells.shown_as(REFERENCE_SCHEME))):
             total = None
             labels = None
             for rec in cells.by_cell.get((m, s), {}).values():
@@ -36,7 +37,7 @@ def plot_section(cells: Cells, plot_dir: Path, prefix: str, good: str | None, ru
 
     projections = {}
     for m in cells.methods:
-        seeds = cells.by_cell.get((m, BASELINE_SCHEME)) or {}
+        seeds = cells.by_cell.get((m, base)) or {}
         for seed in sorted(seeds):
             proj = seeds[seed].embedding_2d
             if proj is not None and proj.x:
@@ -57,7 +58,7 @@ def plot_section(cells: Cells, plot_dir: Path, prefix: str, good: str | None, ru
         links.append(("Accuracy and escape by method and scheme", path))
 
     k_schemes = [s for s in cells.schemes if good_k(s) is not None]
-    if len([s for s in k_schemes if s != BASELINE_SCHEME]) >= 2:
+    if len([s for s in k_schemes if s != base]) >= 2:
         series = {}
         for m in cells.methods:
             points = [

@@ -21,6 +21,7 @@ from bench.report.cells import (
     study_inputs,
 )
 from bench.report.format import cell_text, mean_ci, num, rate_ci, table
+from bench.report.same_weights import setup_lines
 
 
 def setup_section(records: Sequence[Record], cells: Cells) -> list[str]:
@@ -48,7 +49,7 @@ def setup_section(records: Sequence[Record], cells: Cells) -> list[str]:
         f"methods {', '.join(f'`{m}`' for m in cells.methods) or '–'}; "
         f"schemes {', '.join(f'`{s}`' for s in cells.schemes) or '–'}",
     ]
-    lines += params_source_lines(records, cells)
+    lines += params_source_lines(records, cells) + setup_lines(records, cells.shown)
     if cfg.dataset_options:
         lines.append(f"- **Dataset options:** {settings_text(dict(cfg.dataset_options))}")
     for title, name_field, options_field in (

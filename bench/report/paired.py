@@ -2,7 +2,8 @@
 
 Every comparison the report makes is a paired t test of one method's scheme against
 ``uniform`` on the seeds both ran. The comparisons of one metric in one study form a *family*
-(every method, every scheme but the baseline): the report picks its "best" scheme out of these
+(every method, every scheme but the baseline; schemes that gave the same weights are one
+scheme, ``bench.report.same_weights``, and one test per method): the report picks its "best" scheme out of these
 after seeing them, so each p value is Holm-adjusted within its family, and verdicts are worded
 from the adjusted value. Next to each comparison: how many seeds a paired t test would need to
 detect the observed difference, and a 1-point difference, with 80% power at the level its verdict
@@ -54,10 +55,9 @@ def family(cells: Cells, value: Value) -> dict[tuple[str, str], dict]:
     ``seeds_power`` / ``seeds_power_1pp`` (seeds for 80% power at the observed difference and
     at 1 point, at ``power_level``; None where undefined).
     """
-    pairs = [
-        (m, s) for m, s in cells.cells() if s != BASELINE_SCHEME and (m, BASELINE_SCHEME) in cells.by_cell
-    ]
-    out = adjust_family({pair: paired(cells, *pair, value) for pair in pairs})
+    base = cells.shown_as(BASELINE_SCHEME)  # ``uniform = natural`` on balanced data
+    pairs = [(m, s) for m, s in cells.cells() if s != base and (m, base) in cells.by_cell]
+    out = adjust_family({pair: paired(cells, *pair, value, baseline=base) for pair in pairs})
     for cmp in out.values():
         cmp["seeds_power"] = seeds_for_power(cmp["mean_diff"], cmp["sd_diff"], power_level(cmp))
         cmp["seeds_power_1pp"] = seeds_for_power(1.0, cmp["sd_diff"], power_level(cmp))

@@ -27,7 +27,8 @@ def _tried(cells: Cells, records: Sequence[Record]) -> dict[tuple[str, str], int
     seeds: dict[tuple[str, str], set] = defaultdict(set)
     for rec in records:
         cfg = rec.config
-        seeds[(cells.labels.get(rec.hash, cfg.method), cfg.scheme)].add(cfg.seed)
+        group = (cells.labels.get(rec.hash, cfg.method), cells.scheme_labels.get(rec.hash, cfg.scheme))
+        seeds[group].add(cfg.seed)
     return {group: len(s) for group, s in seeds.items()}
 
 
@@ -67,7 +68,7 @@ def mean_rows(cells: Cells, records: Sequence[Record], target: SeedTarget, short
 
 def diff_rows(cells: Cells, records: Sequence[Record], target: SeedTarget, short: bool = False) -> list[dict]:
     value, goal, cap = headline(target.metric), target.diff_ci, target.max_seeds
-    base = target.against
+    base = cells.shown_as(target.against)
     tried = _tried(cells, records)
     rows = []
     for m, s in cells.cells():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -17,6 +17,7 @@ from bench.core.errors import BenchError, unknown_name
 from bench.core.registry import Registry
 from bench.sampling.names import GOOD_X, good_x_weight
 from bench.sampling.plan import BalancePlan
+from bench.sampling.same_weights import weight_groups
 
 Scheme = Callable[..., BalancePlan]
 SCHEMES: Registry[Scheme] = Registry("scheme")
@@ -62,6 +63,37 @@ def make_plan(
     else:
         plan = SCHEMES.get(name)(counts, good_index, **options)
     return BalancePlan(name, plan.start, classes, plan.end)
+
+
+def same_weight_groups(
+    schemes: Sequence[str],
+    counts: torch.Tensor,
+    good_index: int | None,
+    options: Mapping[str, Mapping[str, object]] | None = None,
+) -> tuple[tuple[str, ...], ...]:
+    """``schemes`` grouped by the per-class weights they give for training class counts
+    ``counts`` (``bench.sampling.same_weights``): a group of several names draws the same
+    batches, so it needs training once. Groups and members keep the order of ``schemes``.
+
+    A split's training counts depend on the class counts only, never on the seed
+    (``bench.datasets.split.split_counts``), so the groups hold for every seed of a grid.
+
+    Args:
+        schemes: scheme names, in the grid's order.
+        counts: images per class in the training split, shape (C,).
+        good_index: the good class, or None.
+        options: each scheme's options, by name.
+
+    Raises:
+        BenchError: as ``make_plan``, for a scheme that does not apply to the data.
+    """
+    classes = tuple(str(c) for c in range(len(counts)))
+    weights = {}
+    for name in dict.fromkeys(schemes):
+        plan = make_plan(name, counts, classes, good_index, **dict((options or {}).get(name, {})))
+        end = plan.end if plan.end is not None else plan.start
+        weights[name] = (plan.start.tolist(), end.tolist())
+    return weight_groups(weights)
 
 
 def scheme_options(name: str) -> dict[str, type]:
