@@ -137,11 +137,14 @@ def grid_from_args(
         params_from.check_tuned_for(grid, tuned, Path(args.params_from))
     if shipped is not None and (mismatch := params_from.tuned_mismatch(grid, shipped[1])) is not None:
         name, then, now = mismatch
+        defaults = grid_from_args(
+            args, default_schemes, run_dir_grid, recommended=False
+        )  # bad input: its error alone
         err(
             f"note: the recommended parameters for {grid.dataset} (from {shipped[0].tuned_in}) were tuned"
             f" with {name} {then}, this run has {now}: the methods run at their defaults"
         )
-        return grid_from_args(args, default_schemes, run_dir_grid, recommended=False)
+        return defaults
     for name in grid.methods:
         get_method_class(name)
     for name in grid.schemes:
