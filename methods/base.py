@@ -92,6 +92,11 @@ class EmbeddingMethod:
     #: Whether the method never sees a defect label (a baseline scoring images against the good
     #: training images: ``methods.good_only``); ``bench run --all`` leaves such methods out.
     label_free: bool = False
+    #: The Adam learning rate the method trains at when neither the budget (``--lr``,
+    #: ``[budget] lr``) nor its own ``lr`` parameter sets one. The built-in methods' values were
+    #: chosen from the committed tunings (good on every tuned dataset, none collapsing on a
+    #: shipped one; *Methods* in the documentation says how); 1e-3 for a method that sets none.
+    default_lr: ClassVar[float] = 1e-3
     #: Valid values of each hyperparameter: name -> constraints, one of which a value must
     #: meet (``methods.constraints``). Each class declares its own; ``check_params`` merges
     #: them over the class hierarchy, so a subclass lists only the hyperparameters it adds.
@@ -171,8 +176,9 @@ class EmbeddingMethod:
         """The hyperparameters ``bench tune`` searches, as Optuna distributions by name.
 
         Tuning suggests them in this order, the learning rate under ``"lr"`` (the budget's
-        ``lr`` for this method alone). The default is the learning rate alone, log-uniform
-        over ``LR_SEARCH_RANGE``, the range every method shares; a method adds its own::
+        ``lr`` for this method alone; its untuned value is ``default_lr``). The default is the
+        learning rate alone, log-uniform over ``LR_SEARCH_RANGE``, the range every method
+        shares; a method adds its own::
 
             @classmethod
             def search_space(cls):
@@ -246,7 +252,8 @@ class EmbeddingMethod:
                 ``budget.eval_every > 0`` (best validation 1-NN accuracy against the
                 training embeddings); never drawn from.
             plan: per-class weights for what the method draws first; uniform by default.
-            budget: steps, nominal images per step, learning rate, embedding size.
+            budget: steps, nominal images per step, learning rate (None: ``default_lr``),
+                embedding size.
             seed: seeds the trunk initialisation (``torch.manual_seed`` inside a forked RNG
                 state, so the caller's global RNG is untouched) and the sampling generator.
             device: ``"cpu"`` or ``"cuda"``; the training tensors move there once.
@@ -257,6 +264,8 @@ class EmbeddingMethod:
             BenchError: unusable hyperparameters, plan or budget.
         """
         budget = budget or Budget()
+        if budget.lr is None:
+            budget = Budget(**{**budget.to_dict(), "lr": self.default_lr})
         plan = plan or BalancePlan.uniform(train.classes)
         self.check_params()
         if tuple(plan.classes) != tuple(train.classes):

@@ -173,10 +173,12 @@ def test_every_method_gets_exactly_the_same_trials_with_two_worker_processes(tmp
     assert main([*args, "--executor", "process", "--out", str(out)]) == 0
     found = studies(out)
     assert sorted(found) == ["classifier", "siamese"]
-    for study in found.values():
+    for name, study in found.items():
         trials = study.get_trials()
         assert trial_counts(study)["counted"] == 3 and len(trials) == 3
-        assert trials[0].user_attrs.get("defaults") and trials[0].params["lr"] == 1e-3
+        # the defaults: the method's own rate (no --lr given)
+        assert trials[0].user_attrs.get("defaults")
+        assert trials[0].params["lr"] == get_method_class(name).default_lr
         assert all(t.user_attrs["steps"] > 0 for t in trials)
     tuned = load_grid_toml(out / "tuned.toml")
     assert set(tuned["method_params"]) == {"classifier", "siamese"}

@@ -56,6 +56,14 @@ def list_command(args: argparse.Namespace, console: Console) -> int:
 def datasets_command(args: argparse.Namespace, console: Console) -> int:
     from bench.datasets import describe_datasets
 
+    if getattr(args, "dataset", None):
+        return _describe_one(args, console)
+    given = [
+        f"--{f.replace('_', '-')}" for f in ("data_dir", "good", "good_per_defect") if getattr(args, f, None)
+    ]
+    if given:
+        raise BenchError(f"{', '.join(given)} describe(s) one source: add --dataset NAME")
+
     columns = [
         ("name", "left"),
         ("image size", "left"),
@@ -83,6 +91,46 @@ def datasets_command(args: argparse.Namespace, console: Console) -> int:
         )
     title = f"datasets (inputs {args.inputs}; --inputs pixel|global|raw)"
     print_table(console, title, columns, rows, wrap=["balance", "source", "inputs"])
+    return 0
+
+
+def _describe_one(args: argparse.Namespace, console: Console) -> int:
+    """``bench datasets --dataset SRC``: the source as a run would load it (with ``--data-dir``,
+    ``--good``, ``--good-per-defect``), one row per class with its split counts (seed 0)."""
+    from bench.datasets.describe import describe_source
+
+    options = {
+        key: getattr(args, key)
+        for key in ("data_dir", "good", "good_per_defect")
+        if getattr(args, key, None) is not None
+    }
+    row = describe_source(args.dataset, options, args.inputs)
+    counts = row["counts"]
+    console.print(
+        f"{row['name']}: {row['source']}\n"
+        f"images {row['image_size']}; {row['classes']} classes, {row['images']} images; good class"
+        f" {row['good']!r}; balance: {row['balance']}\n"
+        f"split (seed 0): train {counts['train']}, val {counts['val']}, test {counts['test']}\n"
+        f"inputs {args.inputs}: {row['inputs']}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    columns = [
+        ("class", "left"),
+        ("images", "right"),
+        ("train", "right"),
+        ("val", "right"),
+        ("test", "right"),
+    ]
+    rows = [
+        [
+            f"{code} (good)" if code == row["good"] else code,
+            *(c[k] for k in ("images", "train", "val", "test")),
+        ]
+        for code, c in row["class_counts"].items()
+    ]
+    print_table(console, f"classes of {args.dataset}", columns, rows)
     return 0
 
 

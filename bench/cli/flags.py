@@ -99,7 +99,8 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lr",
         type=float,
-        help=f"Adam learning rate (default {Budget.lr}; a method's own `lr` in method_params overrides it; "
+        help="Adam learning rate for every method (default: each method's own default_lr, chosen from"
+        " the committed tunings, see docs/methods.md; a method's own `lr` in method_params overrides it; "
         "tune: the learning rate of each method's first, default-parameter trial)",
     )
     parser.add_argument(

@@ -112,10 +112,22 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir")
 
     datasets = sub.add_parser(
-        "datasets", help="describe the built-in datasets", formatter_class=RichHelpFormatter
+        "datasets",
+        help="describe the built-in datasets, or one source a run accepts (--dataset)",
+        formatter_class=RichHelpFormatter,
     )
     datasets.add_argument(
         "--inputs", choices=INPUTS, default="pixel", help="input standardization to describe (default pixel)"
+    )
+    datasets.add_argument(
+        "--dataset",
+        help="describe this source instead (any --dataset a run takes: a built-in name, hf:<name-or-path>,"
+        " an image folder hf:/some/dir): classes with their split counts, good class, balance",
+    )
+    datasets.add_argument("--data-dir", help="with --dataset: where a file-based dataset lives")
+    datasets.add_argument("--good", help="with --dataset: label code of the good class")
+    datasets.add_argument(
+        "--good-per-defect", type=float, help="with --dataset: reshape to this good:defect image ratio"
     )
 
     cells = sub.add_parser(

@@ -32,12 +32,20 @@ from bench.sampling.schemes import DEFAULT_SCHEMES
 
 
 def grid_from_args(
-    args: argparse.Namespace, default_schemes: tuple[str, ...] = DEFAULT_SCHEMES, run_dir_grid: bool = False
+    args: argparse.Namespace,
+    default_schemes: tuple[str, ...] = DEFAULT_SCHEMES,
+    run_dir_grid: bool = False,
+    recommended: bool = True,
 ) -> GridConfig:
     """The grid the flags and ``--config`` describe (flags override the file), checked.
 
     With ``run_dir_grid`` (``bench run``), ``--resume --out DIR`` without ``--config`` starts
-    from ``DIR/config.toml``: the grid the directory holds.
+    from ``DIR/config.toml``: the grid the directory holds. And ``--all`` (the main job) on a
+    dataset that ships recommended parameters (``bench.datasets.recommended``) runs them as an
+    implicit ``--params-from``, except with ``--params-from``, ``--quick`` or a resumed directory;
+    a method with parameters of its own in the ``--config`` file keeps them; where the run does
+    not train and score as the recommended parameters were tuned (another trunk, budget...), a
+    note says so and the methods run at their defaults (``recommended=False``).
     """
     from bench.sampling.schemes import check_options, check_scheme
     from methods import get_method_class, list_methods
@@ -57,6 +65,12 @@ def grid_from_args(
     if getattr(args, "params_from", None):
         tuned = params_from.tuned_grid(Path(args.params_from))
         kw = params_from.inherit(kw, tuned)
+    shipped = None
+    resumed = from_dir and (Path(args.out) / CONFIG_FILE).exists()
+    if recommended and run_dir_grid and args.all and tuned is None and not resumed and not args.quick:
+        shipped = params_from.recommended_grid(args.dataset or kw.get("dataset", "inspection"))
+        if shipped is not None:
+            kw = params_from.inherit(kw, shipped[1])
     if args.all:
         kw["methods"] = tuple(list_methods(label_free=False))
         kw.setdefault("schemes", default_schemes)
@@ -75,6 +89,8 @@ def grid_from_args(
     kw.setdefault("schemes", default_schemes)
     if tuned is not None:
         kw = params_from.with_tuned_params(kw, tuned, Path(args.params_from))
+    if shipped is not None:
+        kw = params_from.with_recommended_params(kw, shipped[1], shipped[0])
     target = _seed_target(args, kw.get("seed_target"))
     kw["seed_target"] = target
     if getattr(args, "seed", None):
@@ -119,6 +135,16 @@ def grid_from_args(
     grid = GridConfig(**kw)
     if tuned is not None:
         params_from.check_tuned_for(grid, tuned, Path(args.params_from))
+    if shipped is not None and (mismatch := params_from.tuned_mismatch(grid, shipped[1])) is not None:
+        name, then, now = mismatch
+        defaults = grid_from_args(
+            args, default_schemes, run_dir_grid, recommended=False
+        )  # bad input: its error alone
+        err(
+            f"note: the recommended parameters for {grid.dataset} (from {shipped[0].tuned_in}) were tuned"
+            f" with {name} {then}, this run has {now}: the methods run at their defaults"
+        )
+        return defaults
     for name in grid.methods:
         get_method_class(name)
     for name in grid.schemes:

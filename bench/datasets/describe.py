@@ -1,4 +1,5 @@
-"""One row per built-in dataset source, for ``python -m bench datasets``."""
+"""One row per built-in dataset source, for ``python -m bench datasets``, or one source a run
+accepts described in full (``python -m bench datasets --dataset SRC``)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,29 @@ def describe_image_set(
     train = split_dataset(data, 0, val_fraction, test_fraction).train
     row = _row(data.name, data.image_shape, counts, data.good_index, data.source, val_fraction, test_fraction)
     return {**row, "inputs": describe_inputs(inputs, train.images)}
+
+
+def describe_source(name: str, options: dict | None = None, inputs: str = DEFAULT_INPUTS) -> dict:
+    """What a run on ``name`` (any source ``--dataset`` takes: a built-in, ``hf:<name-or-path>``,
+    an image folder ``hf:/some/dir``) with ``options`` would train on: the listing row of
+    ``describe_image_set`` plus ``good`` (the good class's code, None without one) and
+    ``class_counts`` (code -> ``{"images", "train", "val", "test"}``, default split, seed 0).
+
+    Raises:
+        BenchError: the source cannot be loaded or reshaped as asked (one line).
+    """
+    from bench.datasets.registry import load_source
+
+    data = load_source(name, dict(options or {}))
+    row = describe_image_set(data, inputs=inputs)
+    counts = data.class_counts()
+    train, val, test = split_counts(counts, 0.15, 0.25)
+    per_class = {
+        code: {"images": int(counts[i]), "train": int(train[i]), "val": int(val[i]), "test": int(test[i])}
+        for i, code in enumerate(data.classes)
+    }
+    good = data.classes[data.good_index] if data.good_index is not None else None
+    return {**row, "good": good, "class_counts": per_class}
 
 
 def _row(name, shape, counts, good_index, source, val_fraction=0.15, test_fraction=0.25) -> dict:

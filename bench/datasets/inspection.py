@@ -35,6 +35,7 @@ import torch
 
 from bench.core.errors import BenchError
 from bench.datasets.image_set import ImageSet
+from bench.datasets.recommended import register_recommended
 from bench.datasets.registry import register_dataset
 from bench.datasets.validate import check_image_set
 
@@ -44,6 +45,13 @@ DEFECT_CODES: tuple[str, ...] = (
     "62", "63", "71", "72", "73", "81", "82", "91", "92",
 )  # fmt: skip
 CLASSES: tuple[str, ...] = ("0", *DEFECT_CODES)
+
+
+#: The tuning the set's recommended parameters come from (``bench run --all`` runs them). After a
+#: new tuning, point this at its directory and copy its ``tuned.toml`` over
+#: ``recommended_params/inspection.toml``; ``tests/test_recommended.py`` checks the two agree.
+INSPECTION_TUNING = "results/tune-inspection"
+RECOMMENDED = register_recommended("inspection", "inspection.toml", tuned_in=INSPECTION_TUNING)
 
 
 @dataclass(frozen=True)

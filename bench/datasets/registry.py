@@ -15,6 +15,9 @@ from bench.datasets.image_set import ImageSet
 from bench.datasets.validate import check_image_set
 
 Loader = Callable[..., ImageSet]
+#: Options applied after loading (any dataset: ``--good``, ``--good-per-defect``), never passed
+#: to the source's loader.
+RESHAPE_OPTIONS = ("good_per_defect", "good")
 DATASETS: Registry[Loader] = Registry("dataset")
 #: Register a dataset loader under ``name``; a duplicate name is an error.
 register_dataset = DATASETS.register
@@ -48,3 +51,20 @@ def load_dataset(name: str, **options) -> ImageSet:
         ) from None
     # Every source, built-in or registered by a plugin, is held to the same contract.
     return check_image_set(loader(**options))
+
+
+def load_source(name: str, options: dict) -> ImageSet:
+    """``name`` loaded with its ``options`` as a run sees it: the loader gets all but the
+    ``RESHAPE_OPTIONS``, which are applied afterwards (``reshape_imbalance``, ``choose_good``).
+
+    Raises:
+        BenchError: what ``load_dataset`` raises, or a reshape the data cannot take.
+    """
+    from bench.datasets.split import choose_good, reshape_imbalance
+
+    data = load_dataset(name, **{k: v for k, v in options.items() if k not in RESHAPE_OPTIONS})
+    if options.get("good_per_defect") is not None:
+        return reshape_imbalance(data, float(options["good_per_defect"]), good=options.get("good"))
+    if options.get("good") is not None:
+        return choose_good(data, options["good"])
+    return data

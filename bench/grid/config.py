@@ -15,7 +15,7 @@ from bench.datasets.augment import check_augment
 from bench.datasets.standardize import DEFAULT_INPUTS, LEGACY_INPUTS, check_inputs
 from bench.evaluation.operating import DEFAULT_ESCAPE_BUDGETS, check_budgets
 from bench.grid.adaptive import SeedTarget
-from bench.sampling.budget import Budget, method_budget
+from bench.sampling.budget import LR_PARAM, Budget, method_budget
 
 #: The split seed of new grids: every seed is tested on the same images.
 DEFAULT_SPLIT_SEED = 0
@@ -227,7 +227,7 @@ class GridConfig:
             seed=seed,
             trunk=self.trunk,
             budget=self.budget,
-            params=_frozen_items(self.method_params.get(method, {})),
+            params=_frozen_items(self.cell_params(method)),
             dataset_options=_frozen_items(self.dataset_options),
             scheme_options=_frozen_items(self.scheme_options.get(scheme, {})),
             headline_rule=self.headline_rule,
@@ -239,6 +239,23 @@ class GridConfig:
             augment=self.augment,
             escape_budgets=self.escape_budgets,
         )
+
+    def cell_params(self, method: str) -> dict[str, Any]:
+        """The parameters ``method``'s cells carry: its ``method_params``, and, when the budget
+        sets no ``lr`` and neither do they, the method's ``default_lr`` as its ``lr``; so every
+        cell's hash and record name the rate it trains with (a budget that sets ``lr``, as every
+        grid before per-method rates did, leaves the cells as they were). A label-free method,
+        which trains nothing, or a name no method has, gets its ``method_params`` alone."""
+        params = dict(self.method_params.get(method, {}))
+        if self.budget.lr is not None or LR_PARAM in params:
+            return params
+        from methods import get_method_class
+
+        try:
+            cls = get_method_class(method)
+        except BenchError:
+            return params
+        return params if cls.label_free else {**params, LR_PARAM: cls.default_lr}
 
     def cells(self) -> list[CellConfig]:
         """Cells in run order: seed-major, so a partial run already holds whole seeds. With a

@@ -16,12 +16,10 @@ import json
 from typing import Any
 
 from bench.core.canonical import canonical_json
-from bench.datasets import ImageSet, load_dataset
+from bench.datasets import ImageSet
 from bench.datasets.fingerprint import source_fingerprint
-from bench.datasets.split import choose_good, reshape_imbalance
+from bench.datasets.registry import RESHAPE_OPTIONS, load_source
 
-#: Options the runner applies after loading (any dataset), not passed to the source's loader.
-RESHAPE_OPTIONS = ("good_per_defect", "good")
 #: Loaded datasets one process keeps (a grid uses one; a long-lived Dask worker may see several).
 MAX_DATASETS = 2
 
@@ -36,12 +34,7 @@ def cached_dataset(dataset: str, options: dict[str, Any]) -> ImageSet:
 
 @functools.lru_cache(maxsize=MAX_DATASETS)
 def _load(dataset: str, options_json: str, fingerprint: str | None) -> ImageSet:
-    options = json.loads(options_json)
-    data = load_dataset(dataset, **{k: v for k, v in options.items() if k not in RESHAPE_OPTIONS})
-    if options.get("good_per_defect") is not None:
-        data = reshape_imbalance(data, float(options["good_per_defect"]), good=options.get("good"))
-    elif options.get("good") is not None:
-        data = choose_good(data, options["good"])
+    data = load_source(dataset, json.loads(options_json))
     return dataclasses.replace(data, fingerprint=fingerprint)
 
 

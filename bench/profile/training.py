@@ -55,6 +55,12 @@ class TrainingRow:
 # ----------------------------------------------------------------------------- baselines
 
 
+def _lr(budget: Budget) -> float:
+    """The baselines' learning rate: the budget's, or 1e-3 when each method brings its own
+    (the rate changes what is learned, not how long a step takes)."""
+    return 1e-3 if budget.lr is None else budget.lr
+
+
 def bare_loop_seconds(train: ImageSet, trunk: str, budget: Budget, seed: int = 0) -> float:
     """Seconds for ``budget.steps`` steps of the bare PyTorch loop (cross-entropy head)."""
     from methods.base import build_optimizer
@@ -65,7 +71,7 @@ def bare_loop_seconds(train: ImageSet, trunk: str, budget: Budget, seed: int = 0
     labels = train.labels.long()
     model = build_trunk(trunk, train.image_shape, budget.embedding_size)
     head = nn.Linear(budget.embedding_size, train.num_classes)
-    optimizer = build_optimizer([*model.parameters(), *head.parameters()], budget.lr)
+    optimizer = build_optimizer([*model.parameters(), *head.parameters()], _lr(budget))
     gen = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
     for _ in range(budget.steps):
@@ -145,7 +151,7 @@ def per_item_seconds(
         generator=torch.Generator().manual_seed(seed),
     )
     model = build_trunk(trunk, train.image_shape, budget.embedding_size)
-    optimizer = build_optimizer(model.parameters(), budget.lr)
+    optimizer = build_optimizer(model.parameters(), _lr(budget))
     started = time.perf_counter()
     step = 0
     while step < budget.steps:

@@ -39,7 +39,10 @@ def setup_section(records: Sequence[Record], cells: Cells) -> list[str]:
         + f"; {len(ds.classes or ())} classes, good class `{good}`"
         + (f", images {ds.image_shape[0]} x {ds.image_shape[1]}" if ds.image_shape else ""),
         *_inputs_line(study_inputs(records), ds),
-        f"- **Trunk:** `{cfg.trunk}`; **budget:** " + ", ".join(f"{k} {budget[k]}" for k in sorted(budget)),
+        f"- **Trunk:** `{cfg.trunk}`; **budget:** "
+        + ", ".join(f"{k} {budget[k]}" for k in sorted(budget))
+        # A budget without lr (every one before per-method rates had it): each method's own rate.
+        + ("" if "lr" in budget else "; **learning rate:** each method's own (its `lr` parameter)"),
         f"- **Seeds:** {', '.join(str(s) for s in seeds)} ({len(seeds)})",
         split_line(records),
         f"- **Headline rule:** `{cfg.headline_rule}`; **costs:** escape {cfg.cost_escape},"

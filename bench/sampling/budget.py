@@ -19,7 +19,10 @@ class Budget:
     Attributes:
         steps: optimizer steps.
         batch_images: nominal images forwarded per step (a triplet counts three, a pair two).
-        lr: Adam learning rate.
+        lr: Adam learning rate for every method; None (the default) lets each method train at its
+            own default rate (``EmbeddingMethod.default_lr``, chosen from the committed tunings;
+            see *Methods* in the documentation). A grid resolves None into each cell's ``lr``
+            parameter, so a cell's record says which rate it trained with.
         embedding_size: output dimension of the shared trunk.
         eval_every: steps between validation checks for checkpoint selection (0 = never;
             the final weights are used).
@@ -29,7 +32,7 @@ class Budget:
 
     steps: int = 600
     batch_images: int = 192
-    lr: float = 1e-3
+    lr: float | None = None
     embedding_size: int = 128
     eval_every: int = 0
     schedule: str = "constant"
@@ -44,6 +47,8 @@ class Budget:
                 raise BenchError(f"budget {name} must be a whole number (got {value!r})")
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
+            if name == "lr" and value is None:
+                continue
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise BenchError(f"budget {name} must be a number (got {value!r})")
         if self.schedule not in SCHEDULES:
@@ -51,7 +56,7 @@ class Budget:
         if (
             self.steps < 1
             or self.batch_images < 6
-            or not self.lr > 0
+            or not (self.lr is None or self.lr > 0)
             or self.embedding_size < 1
             or self.eval_every < 0
             or not self.weight_decay >= 0
@@ -63,9 +68,14 @@ class Budget:
 
     def to_dict(self) -> dict:
         """The fields as a dict; ``schedule`` and ``weight_decay`` only where they differ from
-        their defaults (a budget without them keeps the dict, and the cell hash, it had)."""
+        their defaults (a budget without them keeps the dict, and the cell hash, it had), and
+        ``lr`` only when set (every budget written before per-method rates existed set it)."""
         later = _LATER_DEFAULTS
-        return {k: v for k, v in asdict(self).items() if k not in later or v != later[k]}
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if (k not in later or v != later[k]) and not (k == "lr" and v is None)
+        }
 
 
 #: A ``method_params`` key that is the budget's learning rate for that method alone: the
@@ -83,7 +93,8 @@ def method_budget(budget: Budget, params: dict) -> tuple[Budget, dict]:
     """The budget a method trains with and its constructor keywords.
 
     An ``lr`` entry in ``params`` replaces ``budget.lr`` for this method only; the other
-    entries are the method's hyperparameters.
+    entries are the method's hyperparameters. Without either, ``lr`` stays None and the method
+    trains at its own ``default_lr`` (``EmbeddingMethod.fit``).
 
     Raises:
         BenchError: the ``lr`` entry is not a positive number.
@@ -91,4 +102,9 @@ def method_budget(budget: Budget, params: dict) -> tuple[Budget, dict]:
     params = dict(params)
     if LR_PARAM not in params:
         return budget, params
-    return Budget(**{**budget.to_dict(), "lr": params.pop(LR_PARAM)}), params
+    lr = params.pop(LR_PARAM)
+    if lr is None:
+        from bench.core.errors import BenchError
+
+        raise BenchError("a method's own lr must be a positive number (got None)")
+    return Budget(**{**budget.to_dict(), "lr": lr}), params

@@ -41,7 +41,8 @@ class TuneConfig:
 
     Attributes:
         grid: what is trained and how it is scored (its ``seeds`` are not used; its
-            ``method_params`` are held fixed; ``budget.lr`` is the first trial's lr).
+            ``method_params`` are held fixed; ``budget.lr`` is the first trial's lr, or
+            each method's ``default_lr`` when None).
         trials: trials per method.
         seeds: the training seeds of every trial.
         objective: a key of ``OBJECTIVES``.

@@ -202,6 +202,7 @@ def render(
     """The markdown of ``tuning.md``."""
     grid = config.grid
     budget = {k: v for k, v in grid.budget.to_dict().items() if k != "lr"}
+    default_lr_text = "each method's default_lr" if grid.budget.lr is None else grid.budget.lr
     lines = [
         "# Tuning report",
         "",
@@ -214,7 +215,7 @@ def render(
         f"- **Objective:** {config.describe()}; mean over {config.fits_per_trial} fit(s) per trial: "
         f"seeds {', '.join(map(str, config.seeds))} x scheme(s) {', '.join(grid.schemes)}",
         f"- **Trials per method:** {trials_text(config, summaries)} (trial 0: the defaults, lr"
-        f" {grid.budget.lr}); TPE sampler (seed {config.sampler_seed}); {pruner_text(config)}",
+        f" {default_lr_text}); TPE sampler (seed {config.sampler_seed}); {pruner_text(config)}",
         "- **Best trial:** the best mean score; a tie goes to the default trial, then to the better"
         " mean of the validation probes, then to the parameters first in canonical JSON (never to the"
         " trial number, which depends on scheduling)",

@@ -111,7 +111,7 @@ def default_params(cls: type[EmbeddingMethod], config: TuneConfig, method: str) 
     first trial of every study, so the tuned result is compared with the defaults."""
     defaults = {
         **cls().get_params(),
-        LR_PARAM: config.grid.budget.lr,
+        LR_PARAM: cls.default_lr if config.grid.budget.lr is None else config.grid.budget.lr,
         **config.grid.method_params.get(method, {}),
     }
     return {name: defaults[name] for name in cls.search_space() if name in defaults}
