@@ -13,7 +13,8 @@ embeddings, the same float32 values). The gradient is analytic (a custom
 ``autograd.Function``): with ``W`` the signed counts over the reduction's count,
 ``dL/du_i = sum_j (V_ij + V_ji) (u_i - u_j)`` with ``V = W / D``, one matrix product, then the
 normalization's Jacobian; listed entries (batch-hard's triplets, and pairs closer than
-``CLOSE``, most often an image drawn twice) are summed term by term. It agrees with the
+``CLOSE``, most often an image drawn twice) are summed term by term
+(``methods/triplet_gradient.py``). It agrees with the
 library's autograd to float rounding, not bit for bit: where two embeddings coincide the
 library divides rounding noise by a distance of rounding noise, and the exact gradient of
 those terms (zero for a zero distance) is used here. The loss value is the same sum. A
@@ -28,10 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from methods.compiled import compiled
 from methods.triplet_counts import CLOSE, TripletCounts, batch_hard_weights, margin_triplet_weights
+from methods.triplet_gradient import NORM_EPS, counted_gradient
 
-#: ``F.normalize``'s default eps, as pytorch-metric-learning's ``LpDistance`` normalizes.
-_NORM_EPS = 1e-12
 #: Distances below this (times the largest embedding norm) get their gradient term directly.
 _CLOSE = CLOSE
 
@@ -78,20 +79,12 @@ def mined_triplet_loss(
         normalize: L2-normalize the embeddings before measuring distances.
     """
     x = embeddings
-    with torch.no_grad():
-        u, norm = x.detach(), None
-        if normalize:  # as F.normalize(x, dim=1), which the library's LpDistance applies
-            norm = u.norm(dim=1, keepdim=True)
-            u = u / norm.clamp(min=_NORM_EPS)
-        dist = cdist(u)
-    # Counting and the gradient run in numpy: a few dozen operations on small arrays, where
-    # torch's per-operation dispatch would cost more than the arithmetic.
-    u_np, dist_np = u.cpu().numpy(), dist.cpu().numpy()
-    norm_np = None if norm is None else norm.cpu().numpy()
+    u_np, norm_np, dist_np = distances(x, normalize)
+    dist = torch.from_numpy(dist_np)
     margin32 = float(np.float32(margin))
     close = _CLOSE * (1.0 if normalize else float(np.sqrt((u_np * u_np).sum(1).max(initial=0.0))))
     if miner == "batch-hard":
-        counted = batch_hard_weights(dist, labels, margin32)
+        counted = batch_hard_weights(dist.to(x.device), labels, margin32)
     else:
         counted = margin_triplet_weights(dist_np, labels.cpu().numpy(), margin32, miner, close)
     count = max(counted.active if reduction == "mean-nonzero" else counted.tuples, 1)
@@ -108,6 +101,39 @@ def mined_triplet_loss(
     )
 
 
+def distances(x: torch.Tensor, normalize: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The library's ``LpDistance(normalize_embeddings=normalize)(x, x)``, the same float32 values.
+
+    Returns:
+        ``(u, norm, dist)`` as numpy arrays on the CPU: the embeddings as measured (normalized
+        as ``F.normalize(x, dim=1)``), their (n, 1) norms (None when not normalized) and
+        ``torch.cdist(u, u)``.
+
+    On the CPU, for more than 25 rows, the element-wise steps of the normalization and of
+    ``cdist`` before its matrix product run as two compiled loops that round as the torch
+    operations do (``methods/compiled.py``); the norms, the matrix product and the square root
+    stay torch's. Fewer dispatched operations, the same values.
+    """
+    with torch.no_grad():
+        u, norm = x.detach(), None
+        if normalize:  # as F.normalize(x, dim=1), which the library's LpDistance applies
+            norm = u.norm(dim=1, keepdim=True)
+        if u.device.type != "cpu" or len(u) <= 25:
+            if normalize:
+                u = u / norm.clamp(min=NORM_EPS)
+            dist = cdist(u)
+            return u.cpu().numpy(), None if norm is None else norm.cpu().numpy(), dist.cpu().numpy()
+        norm_np = None if norm is None else norm.numpy()
+        u_np, squares = compiled(_scaled_squares)(
+            u.numpy(), np.ones((0, 1), np.float32) if norm_np is None else norm_np, np.float32(NORM_EPS)
+        )
+        left, right = compiled(_padded)(u_np, torch.from_numpy(squares).sum(-1, keepdim=True).numpy())
+        product = torch.from_numpy(left).matmul(torch.from_numpy(right).mT)
+        # torch's square root, not numpy's: on some CPUs its vectorized one is not correctly
+        # rounded, and the library's distances are torch's.
+        return u_np, norm_np, product.clamp_min_(0).sqrt_().numpy()
+
+
 def cdist(u: torch.Tensor) -> torch.Tensor:
     """``torch.cdist(u, u)``, the same float32 values, with fewer dispatched operations: for more
     than 25 rows cdist takes the product ``[-2u, |u|^2, 1] . [u, 1, |u|^2]``, then the square
@@ -118,6 +144,38 @@ def cdist(u: torch.Tensor) -> torch.Tensor:
     pad = torch.ones_like(norm)
     left = torch.cat([u.mul(-2), norm, pad], -1)
     return left.matmul(torch.cat([u, pad, norm], -1).mT).clamp_min_(0).sqrt_()
+
+
+def _scaled_squares(x, norm, eps):  # pragma: no cover (compiled)
+    """``u = x / norm.clamp(min=eps)`` (``x`` itself when ``norm`` has no rows) and ``u * u``."""
+    n, d = x.shape
+    scaled = norm.shape[0] > 0
+    u = np.empty((n, d), np.float32)
+    squares = np.empty((n, d), np.float32)
+    for i in range(n):
+        m = norm[i, 0] if scaled else np.float32(1)
+        m = eps if m < eps else m  # clamp: NaN stays
+        for c in range(d):
+            v = x[i, c] / m if scaled else x[i, c]
+            u[i, c] = v
+            squares[i, c] = v * v
+    return u, squares
+
+
+def _padded(u, squared_norms):  # pragma: no cover (compiled)
+    """``[-2u, |u|^2, 1]`` and ``[u, 1, |u|^2]``, cdist's padded factors."""
+    n, d = u.shape
+    left = np.empty((n, d + 2), np.float32)
+    right = np.empty((n, d + 2), np.float32)
+    one = np.float32(1)
+    for i in range(n):
+        for c in range(d):
+            left[i, c] = u[i, c] * np.float32(-2)
+            right[i, c] = u[i, c]
+        s = squared_norms[i, 0]
+        left[i, d], left[i, d + 1] = s, one
+        right[i, d], right[i, d + 1] = one, s
+    return left, right
 
 
 @dataclass(frozen=True)
@@ -146,38 +204,5 @@ class _CountedTripletLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         s = ctx.saved
-        u, norm, dist, counted = s.u, s.norm, s.dist, s.counted
-        pairs = [counted.pairs] if counted.pairs is not None else []
-        if counted.weights is None:
-            grad = np.zeros_like(u)
-        else:
-            # d|u_i - u_j| / du_i = (u_i - u_j) / D_ij, summed as u_i * rowsum(V) - V @ u with
-            # V = W / D. That form cancels, and cdist's distances below ~1e-3 |u| are mostly
-            # rounding noise of the squared distance: such pairs (if any) join the list.
-            weights = counted.weights
-            if counted.close_in_weights:
-                apart = dist > s.close
-                v = np.divide(weights, dist, out=np.zeros_like(weights), where=apart)
-                listed = np.where(apart, 0, weights)
-                i, j = listed.nonzero()
-                pairs.append((i, j, listed[i, j]))
-            else:
-                v = weights / np.maximum(dist, s.close)  # the diagonal's zero weight stays zero
-            v = v + v.T
-            # The product through torch: its thread setting holds (numpy's BLAS would start its own).
-            grad = u * v.sum(1, keepdims=True) - torch.from_numpy(v).mm(torch.from_numpy(u)).numpy()
-        for i, j, w in pairs:  # term by term: exact for any distance
-            diff = u[i] - u[j]
-            length = np.sqrt((diff * diff).sum(1, keepdims=True))
-            # Coinciding embeddings (an image drawn twice) have no direction: gradient zero.
-            pull = np.divide(w[:, None], length, out=np.zeros_like(length), where=length > 0) * diff
-            into, rows = torch.from_numpy(grad), torch.from_numpy(pull)  # numpy's add.at is slow
-            into.index_add_(0, torch.from_numpy(i), rows).index_add_(0, torch.from_numpy(j), rows.neg())
-        scale = float(grad_output) / s.count
-        if norm is not None:
-            # u = x / max(|x|, eps): the Jacobian drops the radial part and divides by the norm.
-            radial = np.where(norm >= _NORM_EPS, (u * grad).sum(1, keepdims=True), 0)
-            grad = (grad - u * radial) * (scale / np.maximum(norm, _NORM_EPS))
-        else:
-            grad = grad * scale
-        return torch.from_numpy(grad.astype(u.dtype, copy=False)).to(ctx.device), None, None
+        grad = counted_gradient(s.u, s.norm, s.dist, s.counted, s.close, float(grad_output) / s.count)
+        return torch.from_numpy(grad).to(ctx.device), None, None

@@ -20,7 +20,7 @@ from pytorch_metric_learning.reducers import AvgNonZeroReducer, DoNothingReducer
 from bench.datasets.image_set import ImageSet
 from bench.sampling.budget import Budget
 from methods import create_method
-from methods.mined_triplet_loss import cdist, mined_triplet_loss
+from methods.mined_triplet_loss import cdist, distances, mined_triplet_loss
 from methods.triplet_counts import mine_batch_hard
 
 MINERS = ["semihard", "hard", "all", "batch-hard"]
@@ -327,6 +327,26 @@ def test_cdist_is_torch_cdist_bit_for_bit(n):
         torch.nn.functional.normalize(torch.randn(n, 128, generator=g)),
     ):
         assert torch.equal(cdist(emb), torch.cdist(emb, emb))
+
+
+@pytest.mark.parametrize("n", [3, 25, 26, 64, 192])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_distances_are_the_librarys_bit_for_bit(n, normalize):
+    """The compiled normalization and cdist factors round as torch's operations: the embeddings
+    as measured are ``F.normalize``'s and the distances ``torch.cdist``'s, zero rows, duplicated
+    rows and tiny or huge scales included."""
+    g = torch.Generator().manual_seed(n)
+    for scale in (1e-20, 1.0, 1e3):
+        emb = torch.randn(n, 128, generator=g) * scale
+        emb[0] = 0
+        emb[-1] = emb[1]
+        u, norm, dist = distances(emb, normalize)
+        expected = torch.nn.functional.normalize(emb, dim=1) if normalize else emb
+        assert torch.equal(torch.from_numpy(u), expected)
+        assert torch.equal(torch.from_numpy(dist), torch.cdist(expected, expected))
+        assert (norm is None) == (not normalize)
+        if normalize:
+            assert torch.equal(torch.from_numpy(norm), emb.norm(dim=1, keepdim=True))
 
 
 @pytest.mark.parametrize("normalize", [True, False])
