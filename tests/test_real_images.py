@@ -164,7 +164,9 @@ def test_the_resnet_trunk_embeds_any_size_and_trains_every_weight():
 
 
 def test_a_budget_without_schedule_or_weight_decay_keeps_its_dict_and_adam():
-    assert Budget().to_dict() == {
+    # lr None: each method's own default rate (written into the cell's params by the grid)
+    assert Budget().to_dict() == {"steps": 600, "batch_images": 192, "embedding_size": 128, "eval_every": 0}
+    assert Budget(lr=1e-3).to_dict() == {
         "steps": 600,
         "batch_images": 192,
         "lr": 1e-3,
