@@ -68,7 +68,9 @@ def test_the_answer_names_the_best_method_and_its_paired_runner_up_on_every_metr
     for seed, e in enumerate(noise):
         records += [
             _with_point(record("classifier", "uniform", seed, accuracy=0.9 + e, escape=0.03 + e), 0.20 + e),
-            _with_point(record("siamese", "uniform", seed, accuracy=0.9 - e, escape=0.06 + e / 2), 0.10 + e / 3),
+            _with_point(
+                record("siamese", "uniform", seed, accuracy=0.9 - e, escape=0.06 + e / 2), 0.10 + e / 3
+            ),
             _with_point(record("mined-triplet", "uniform", seed, accuracy=0.8, escape=0.2 - e), 0.6 - e),
         ]
     lines = _which_method(render_report(records, tmp_path))

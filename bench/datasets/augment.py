@@ -29,7 +29,7 @@ AUGMENTATIONS: dict[str, str] = {
     "vflip": "mirror top-bottom, each image with probability 1/2",
 }
 #: The image dimension each flip reverses in an ``(n, h, w)`` batch.
-_FLIP_DIMS = {"hflip": 2, "vflip": 1}
+FLIP_DIMS = {"hflip": 2, "vflip": 1}
 #: What ``--augment none`` (no augmentation) is written as.
 NONE = "none"
 
@@ -96,5 +96,5 @@ class Augmentation:
         )
         for column, name in enumerate(self.names):
             flip = chosen[:, column].view(-1, 1, 1)
-            images = torch.where(flip, images.flip(_FLIP_DIMS[name]), images)
+            images = torch.where(flip, images.flip(FLIP_DIMS[name]), images)
         return images

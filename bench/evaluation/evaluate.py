@@ -24,6 +24,7 @@ from bench.evaluation.operating import DEFAULT_ESCAPE_BUDGETS, operating_metrics
 from bench.evaluation.retrieval import summarize
 from bench.evaluation.rules import RULES, SCORE_RULE, l2_normalize, predict_rules
 from bench.evaluation.scores import rule_scores
+from bench.evaluation.test_views import flip_views, with_test_views
 
 HEADLINE_DEFAULT = "knn5"
 #: The retrieval metrics, None for a label-free method.
@@ -113,7 +114,8 @@ def evaluate(
         splits), ``eval_s`` (wall time of this call, embedding included), ``operating_s`` (the
         part of it spent on the good-vs-defect scores and operating points), ``embedding_2d`` and
         ``test_spread`` (how many dimensions the test embeddings fill and how often their nearest
-        training embedding has their class: ``embedding_spread``).
+        training embedding has their class: ``embedding_spread``) and ``test_views`` (how many
+        flip views each output is the mean of: ``bench.evaluation.test_views``; 1 without flips).
 
     Raises:
         BenchError: for an unknown headline rule, or the ``head`` rule on a method without one.
@@ -121,6 +123,8 @@ def evaluate(
     if headline_rule not in RULES:
         raise BenchError(f"unknown headline rule {headline_rule!r}; known rules: {', '.join(RULES)}")
     started = time.perf_counter()
+    # Every output is the mean over the training augmentation's flip views (one view: as is).
+    method = with_test_views(method, splits.train.augment)
     if getattr(method, "defect_score", None) is not None:
         return _evaluate_label_free(
             method, splits, (cost_escape, cost_overkill, good_share), embed_sample, escape_budgets, started
@@ -214,6 +218,7 @@ def evaluate(
         "operating_s": float(operating_s),
         "embedding_2d": projection,
         "test_spread": embedding_spread(emb["test"], retrieval["precision_at_1_per_class"]),
+        "test_views": len(flip_views(splits.train.augment)),
     }
 
 
@@ -260,6 +265,7 @@ def _evaluate_label_free(
         "operating_s": float(operating_s),
         "embedding_2d": embedding_2d(test_emb, test.labels, test.classes, embed_sample),
         "test_spread": embedding_spread(test_emb, None),
+        "test_views": len(flip_views(splits.train.augment)),
     }
 
 

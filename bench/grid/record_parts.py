@@ -65,6 +65,9 @@ class DatasetInfo(Part):
         fingerprint: the data files' fingerprint (paths, sizes, times), for file-backed datasets.
         augment: the transforms applied to the training batches (``bench.datasets.augment``);
             absent where none were.
+        test_views: how many flip views of each image the evaluation averaged
+            (``bench.evaluation.test_views``); absent where it was one, and in records made before
+            the views existed (their evaluation used the image as loaded).
     """
 
     name: str | None = slot()
@@ -76,6 +79,7 @@ class DatasetInfo(Part):
     inputs: InputsInfo | None = slot(InputsInfo.from_json, optional=True)
     fingerprint: str | None = slot(optional=True)
     augment: tuple[str, ...] | None = slot(as_tuple, optional=True)
+    test_views: int | None = slot(optional=True)
 
 
 @dataclass(frozen=True, kw_only=True)

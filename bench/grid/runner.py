@@ -194,6 +194,8 @@ def run_cell(cell: CellConfig, device: str = "cpu", on_step: StepCallback | None
             good_share=cell.good_share,
             escape_budgets=cell.escape_budgets,
         )
+        if result["test_views"] > 1:
+            record = replace(record, dataset=replace(record.dataset, test_views=result["test_views"]))
         sampling = dict(method.sampling_)
         # A label-free baseline trains nothing that could collapse: no health entry.
         health = (

@@ -52,7 +52,8 @@ def _winner_line(cells: Cells, name: str, lower: bool, value: Value) -> str:
     seeds = seeds_text(cmp["n"])
     if cmp.get("p_holm") is None:
         return (
-            text + f"; against the runner-up `{runner}` ({num(means[(runner, best_s)]['mean'], 1)}%) the paired"
+            text
+            + f"; against the runner-up `{runner}` ({num(means[(runner, best_s)]['mean'], 1)}%) the paired"
             f" difference is {num(diff, 1)} pp over {seeds}: no test (fewer than two seeds, or a"
             " difference that is the same on every seed)."
         )

@@ -39,6 +39,7 @@ def setup_section(records: Sequence[Record], cells: Cells) -> list[str]:
         + f"; {len(ds.classes or ())} classes, good class `{good}`"
         + (f", images {ds.image_shape[0]} x {ds.image_shape[1]}" if ds.image_shape else ""),
         *_inputs_line(study_inputs(records), ds),
+        *_augment_line(ds),
         f"- **Trunk:** `{cfg.trunk}`; **budget:** "
         + ", ".join(f"{k} {budget[k]}" for k in sorted(budget))
         # A budget without lr (every one before per-method rates had it): each method's own rate.
@@ -189,6 +190,19 @@ _INPUTS_TEXT = {
     "global": "every pixel standardized with the training split's global mean and std",
     "raw": "pixels as loaded, not standardized",
 }
+
+
+def _augment_line(ds: DatasetInfo) -> list[str]:
+    """The set-up's augmentation line: the training transforms and the test-time views; none
+    where the records say no transform was applied."""
+    if not ds.augment:
+        return []
+    views = (
+        f"; **test-time views:** each output is the mean over {ds.test_views} flipped views of the image"
+        if ds.test_views
+        else "; **test-time views:** none (the images as loaded; records made before the views existed)"
+    )
+    return [f"- **Augmentation:** {', '.join(ds.augment)} on every method's training batches{views}"]
 
 
 def _inputs_line(inputs: str | None, ds: DatasetInfo) -> list[str]:

@@ -21,6 +21,7 @@ from bench.evaluation.evaluate import mean_images
 from bench.evaluation.metrics import classification_metrics
 from bench.evaluation.retrieval import retrieval_metrics
 from bench.evaluation.rules import predict_rules
+from bench.evaluation.test_views import with_test_views
 from bench.grid.config import CellConfig
 from bench.grid.runner import create_cell_method, prepare_cell
 from bench.tune.config import TuneConfig
@@ -46,6 +47,8 @@ def validation_score(method: Any, train: ImageSet, val: ImageSet, config: TuneCo
             any defect), or the headline rule does not apply to the method.
     """
     grid = config.grid
+    # The evaluation's test-time views (the training augmentation's flips), as in ``bench run``.
+    method = with_test_views(method, train.augment)
     with torch.no_grad():
         train_emb = method.embed(train.images)
         val_emb = method.embed(val.images)
