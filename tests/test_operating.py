@@ -3,6 +3,8 @@ scores of every rule, and the label-free baselines end to end."""
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -148,3 +150,35 @@ def test_separation_gives_scikit_learns_auroc_and_average_precision_ties_include
         auroc, ap = separation(s, d)
         assert auroc == pytest.approx(roc_auc_score(d, s), abs=1e-12)
         assert ap == pytest.approx(average_precision_score(d, s), abs=1e-12)
+
+
+def test_a_study_with_baselines_gives_them_every_seed_and_shows_each_once(tmp_path):
+    """Seeds on demand grow the trained groups; the baselines (no accuracy to target) follow the
+    largest, so they pair with every method on every seed; the report shows each baseline once
+    (it draws nothing, so every scheme gives it the same cell) and gives it no class rows."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    argv = "run --dataset inspection --quick --method classifier --method pca-gaussian --scheme uniform"
+    argv = [*argv.split(), *"--scheme sqrt --target-ci 0.1 --max-seeds 4 --executor local".split()]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *argv, "--out", str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [Record.from_dict(json.loads(line)) for line in (out / "results.jsonl").read_text().splitlines()]
+    seeds: dict[tuple[str, str], set[int]] = {}
+    for r in rows:
+        seeds.setdefault((r.config.method, r.config.scheme), set()).add(r.config.seed)
+    assert seeds[("classifier", "uniform")] == {0, 1, 2, 3}  # 60 steps: too noisy for ±0.1
+    assert seeds[("pca-gaussian", "uniform")] == seeds[("pca-gaussian", "sqrt")] == {0, 1, 2, 3}
+    assert all(r.metrics.escape_rate_by_class is None for r in rows if r.config.method == "pca-gaussian")
+    report = (out / "report.md").read_text()
+    headline = report.split("### Headline")[1].split("###")[0]
+    assert len(re.findall(r"^\| pca-gaussian\s+\|", headline, flags=re.M)) == 1
+    assert "each is shown and tested once: `pca-gaussian` under `uniform`" in report
+    escapes = report.split("### Escapes per defect class")[1].split("\n### ")[0]
+    assert "pca-gaussian" not in escapes
+    between = report.split("### Paired comparisons between methods")[1].split("\n### ")[0]
+    assert "**Accuracy**" not in between  # its one pair has a baseline, with no class metric
+    assert re.search(r"\| uniform\s+\| classifier\s+\| pca-gaussian\s+\| 4 ", between)  # at the escape budget

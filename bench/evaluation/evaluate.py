@@ -240,7 +240,8 @@ def _evaluate_label_free(
         test_emb = method.embed(test.images).detach().float().cpu()
     metrics = classification_metrics(test.labels, test.labels, test.classes, good, *costs)
     blank = ("accuracy", "balanced_accuracy", "macro_f1", "per_class_recall", "confusion")
-    metrics.update({key: None for key in (*blank, "escape_rate", "overkill_rate", "defect_confusion_rate")})
+    rates = ("escape_rate", "overkill_rate", "escape_rate_by_class", "defect_confusion_rate")
+    metrics.update({key: None for key in (*blank, *rates)})
     metrics.update({key: None for key in _RETRIEVAL_KEYS}, cost_per_1000=None)
     operating_started = time.perf_counter()
     metrics.update(

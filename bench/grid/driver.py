@@ -228,7 +228,7 @@ def _run_rounds(grid, run_dir, options, resume, on_round, force) -> GridOutcome:
             }
             for g in groups
         }
-        grown = next_counts(counts, values, grid.seeds, target, _parts(records, grid, groups))
+        grown = _with_baselines(next_counts(counts, values, grid.seeds, target, _parts(records, grid, groups)))
         added = {g: seed_sequence(grid.seeds, grown[g])[counts[g] :] for g in groups if grown[g] > counts[g]}
         if not added:
             break
@@ -241,6 +241,22 @@ def _run_rounds(grid, run_dir, options, resume, on_round, force) -> GridOutcome:
         counts = grown
     outcome.seed_counts = counts
     return outcome
+
+
+def _with_baselines(counts: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """``counts`` with each label-free baseline's groups at the most seeds any trained group has.
+
+    A baseline has none of the target's metrics (it predicts no class), so the rule alone would
+    keep its start seeds; following the largest group instead pairs it with every trained method
+    on every seed (its cells cost a fraction of a second). It depends only on the other groups'
+    counts, so a resume replays it exactly."""
+    from methods import get_method_class
+
+    trained = [n for (m, _), n in counts.items() if not get_method_class(m).label_free]
+    if not trained:
+        return counts
+    most = max(trained)
+    return {g: max(n, most) if get_method_class(g[0]).label_free else n for g, n in counts.items()}
 
 
 def _parts(

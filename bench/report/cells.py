@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.canonical import canonical_json as canonical
+from bench.evaluation.rules import SCORE_RULE
 from bench.grid.record import HEADLINE_METRICS, INPUTS_FIELD, Record
 from bench.grid.store import latest_by_hash, parts_behind
 from bench.grid.store import load_records as read_run
@@ -216,8 +217,24 @@ class Cells:
                     seeds[seed] = rec
                 elif own[seeds[seed].hash] == own[rec.hash]:
                     self.duplicates.append(rec.hash)
+        self.unsampled = self._one_cell_per_baseline()
         self.methods = sorted({m for m, _ in self.by_cell}, key=method_key)
         self.schemes = sorted({s for _, s in self.by_cell}, key=scheme_key)
+
+    def _one_cell_per_baseline(self) -> dict[str, str]:
+        """Keep one cell of each label-free baseline: it draws nothing, so its cells under the
+        other schemes scored the same images the same way, and shown (or tested) again they
+        would only repeat rows and swell the families of paired tests. Returns each such method
+        -> the scheme its cell is kept under (the first in scheme order)."""
+        kept: dict[str, str] = {}
+        for m in sorted({m for m, _ in self.by_cell}):
+            mine = sorted((s for mm, s in self.by_cell if mm == m), key=scheme_key)
+            recs = [rec for s in mine for rec in self.by_cell[(m, s)].values()]
+            if len(mine) > 1 and all(rec.headline_rule == SCORE_RULE for rec in recs):
+                kept[m] = mine[0]
+                for s in mine[1:]:
+                    del self.by_cell[(m, s)]
+        return kept
 
     def shown_as(self, scheme: str) -> str:
         """The label scheme (label) ``scheme`` is shown under: ``natural = good-x5`` for

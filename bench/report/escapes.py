@@ -13,6 +13,7 @@ from __future__ import annotations
 from bench.report import plots
 from bench.report.cells import Cells, Value, headline
 from bench.report.format import rate_ci, table
+from bench.report.operating import label_free
 from bench.report.overview import rate_legend
 
 
@@ -43,6 +44,7 @@ def escape_section(cells: Cells, good: str | None, rule: str) -> list[str]:
             **{f"{code} %": rate_ci(cells.rate(m, s, _escape_of(code))) for code in codes},
         }
         for m, s in cells.cells()
+        if not label_free(cells, m, s)  # a baseline predicts no class: it has no escapes
     ]
     return [
         "### Escapes per defect class",

@@ -60,7 +60,8 @@ def method_pairs_section(cells: Cells) -> list[str]:
 
     values = {metric: headline(metric) for metric in PAIRED_METRICS} | paired_metrics(cells)
     for metric, value in values.items():
-        comparisons = method_family(cells, value)
+        # A label-free baseline has no class metric: no row of those families (nothing to pair).
+        comparisons = {k: c for k, c in method_family(cells, value).items() if c.get("n")}
         if not comparisons:
             continue
         rows = [

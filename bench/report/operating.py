@@ -104,6 +104,12 @@ def headline_columns(cells: Cells, m: str, s: str, row: dict[str, str]) -> dict[
     return row
 
 
+def _counts(cells: Cells, below: int) -> str:
+    """``3`` or ``3 to 4``: the seed counts of the cells with fewer than ``below`` seeds."""
+    counts = sorted({len(v) for v in cells.by_cell.values() if len(v) < below})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+
+
 def headline_notes(cells: Cells) -> list[str]:
     """The lines under the headline table of a study with operating points."""
     out = [
@@ -114,7 +120,16 @@ def headline_notes(cells: Cells) -> list[str]:
         "",
     ]
     seeds = min((len(v) for v in cells.by_cell.values()), default=0)
-    if 1 < seeds < FEW_SEEDS:
+    few = list(dict.fromkeys(f"`{m}`" for m, s in cells.cells() if len(cells.by_cell[(m, s)]) < FEW_SEEDS))
+    if 1 < seeds < FEW_SEEDS and len(few) < len(cells.by_cell):
+        out += [
+            f"**Few seeds:** {', '.join(few)} with {_counts(cells, FEW_SEEDS)} seeds, so their intervals"
+            f" are wide: a 95% Student-t interval over n seeds multiplies the spread by"
+            f" t(n - 1) = {_T95.get(seeds, 0):.2f} at n = {seeds}, against {_T95[FEW_SEEDS]:.2f} at"
+            f" n = {FEW_SEEDS}, and the spread itself is estimated from so few values.",
+            "",
+        ]
+    elif 1 < seeds < FEW_SEEDS:
         out += [
             f"**Few seeds:** {seeds} per cell, so the intervals are wide: a 95% Student-t interval over"
             f" n seeds multiplies the spread by t(n - 1) = {_T95.get(seeds, 0):.2f} at n = {seeds}, against"

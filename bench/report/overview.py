@@ -54,6 +54,14 @@ def setup_section(records: Sequence[Record], cells: Cells) -> list[str]:
         f"schemes {', '.join(f'`{s}`' for s in cells.schemes) or '–'}",
     ]
     lines += params_source_lines(records, cells) + setup_lines(records, cells.shown)
+    if cells.unsampled:
+        kept = ", ".join(
+            f"`{m}` under `{s}`" for m, s in sorted(cells.unsampled.items(), key=lambda i: method_key(i[0]))
+        )
+        lines.append(
+            f"- **Label-free baselines:** they draw no batches, so every scheme gives them the same"
+            f" cell; each is shown and tested once: {kept}"
+        )
     if cfg.dataset_options:
         lines.append(f"- **Dataset options:** {settings_text(dict(cfg.dataset_options))}")
     for title, name_field, options_field in (

@@ -46,11 +46,19 @@ def status(width: float | None, tried: int, goal: float, cap: int) -> tuple[str,
     )
 
 
+def _targeted(cells: Cells) -> list[tuple[str, str]]:
+    """The groups a seed target applies to: not the label-free baselines, which have none of
+    its metrics (no class rule) and so keep their start seeds."""
+    from bench.report.operating import label_free
+
+    return [(m, s) for m, s in cells.cells() if not label_free(cells, m, s)]
+
+
 def mean_rows(cells: Cells, records: Sequence[Record], target: SeedTarget, short: bool = False) -> list[dict]:
     value, goal, cap = headline(target.metric), target.ci, target.max_seeds
     tried = _tried(cells, records)
     rows = []
-    for m, s in cells.cells():
+    for m, s in _targeted(cells):
         summary = cells.rate(m, s, value)
         width = half(summary)
         rows.append(
@@ -71,7 +79,7 @@ def diff_rows(cells: Cells, records: Sequence[Record], target: SeedTarget, short
     base = cells.shown_as(target.against)
     tried = _tried(cells, records)
     rows = []
-    for m, s in cells.cells():
+    for m, s in _targeted(cells):
         if s == base or (m, base) not in cells.by_cell:
             continue
         cmp = paired(cells, m, s, value, baseline=base)
