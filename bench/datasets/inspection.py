@@ -50,7 +50,7 @@ CLASSES: tuple[str, ...] = ("0", *DEFECT_CODES)
 #: The tuning the set's recommended parameters come from (``bench run --all`` runs them). After a
 #: new tuning, point this at its directory and copy its ``tuned.toml`` over
 #: ``recommended_params/inspection.toml``; ``tests/test_recommended.py`` checks the two agree.
-INSPECTION_TUNING = "results/tune-inspection"
+INSPECTION_TUNING = "results/study-inspection/tune"
 RECOMMENDED = register_recommended("inspection", "inspection.toml", tuned_in=INSPECTION_TUNING)
 
 
