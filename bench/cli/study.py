@@ -88,7 +88,12 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("accuracy", "escape", "overkill"),
         help="metric of the seed target (default accuracy)",
     )
-    final.add_argument("--max-seeds", type=int, metavar="M", help="most seeds per group (default 12: at least 9, three quarters of it)")
+    final.add_argument(
+        "--max-seeds",
+        type=int,
+        metavar="M",
+        help="most seeds per group (default 12: at least 9, three quarters of it)",
+    )
     # --quick's own help speaks of run's seeds; a study's quick preset sets more.
     parser._option_string_actions["--quick"].help = (
         f"{quick_help()}; a study also sets "

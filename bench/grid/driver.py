@@ -228,7 +228,9 @@ def _run_rounds(grid, run_dir, options, resume, on_round, force) -> GridOutcome:
             }
             for g in groups
         }
-        grown = _with_baselines(next_counts(counts, values, grid.seeds, target, _parts(records, grid, groups)))
+        grown = _with_baselines(
+            next_counts(counts, values, grid.seeds, target, _parts(records, grid, groups))
+        )
         added = {g: seed_sequence(grid.seeds, grown[g])[counts[g] :] for g in groups if grown[g] > counts[g]}
         if not added:
             break

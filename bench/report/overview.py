@@ -20,6 +20,7 @@ from bench.report.cells import (
     shared_settings,
     study_inputs,
 )
+from bench.report.data_lines import augment_line, inputs_line
 from bench.report.format import cell_text, mean_ci, num, rate_ci, table
 from bench.report.same_weights import setup_lines
 
@@ -38,8 +39,8 @@ def setup_section(records: Sequence[Record], cells: Cells) -> list[str]:
         + (f" ({cell_text(ds.source)})" if ds.source else "")
         + f"; {len(ds.classes or ())} classes, good class `{good}`"
         + (f", images {ds.image_shape[0]} x {ds.image_shape[1]}" if ds.image_shape else ""),
-        *_inputs_line(study_inputs(records), ds),
-        *_augment_line(ds),
+        *inputs_line(study_inputs(records), ds),
+        *augment_line(ds),
         f"- **Trunk:** `{cfg.trunk}`; **budget:** "
         + ", ".join(f"{k} {budget[k]}" for k in sorted(budget))
         # A budget without lr (every one before per-method rates had it): each method's own rate.
@@ -193,40 +194,6 @@ def cost_legend(cells: Cells) -> str:
     )
 
 
-_INPUTS_TEXT = {
-    "pixel": "each pixel standardized with the training split's per-pixel mean and std",
-    "global": "every pixel standardized with the training split's global mean and std",
-    "raw": "pixels as loaded, not standardized",
-}
-
-
-def _augment_line(ds: DatasetInfo) -> list[str]:
-    """The set-up's augmentation line: the training transforms and the test-time views; none
-    where the records say no transform was applied."""
-    if not ds.augment:
-        return []
-    views = (
-        f"; **test-time views:** each output is the mean over {ds.test_views} flipped views of the image"
-        if ds.test_views
-        else "; **test-time views:** none (the images as loaded; records made before the views existed)"
-    )
-    return [f"- **Augmentation:** {', '.join(ds.augment)} on every method's training batches{views}"]
-
-
-def _inputs_line(inputs: str | None, ds: DatasetInfo) -> list[str]:
-    """The set-up's inputs line; none when no record names its inputs (``study_inputs``)."""
-    if not inputs:
-        return []
-    stats = ds.inputs
-    floor = (
-        f" (std floor {num(stats.std_floor, 4)}; {stats.floored or 0} raised, on the split described)"
-        if stats is not None and stats.std_floor is not None
-        else ""
-    )
-    return [f"- **Inputs:** `{inputs}`: {_INPUTS_TEXT.get(inputs, inputs)}{floor}"]
-
-
-#: The headline table's rates: (name, column), each a ``HEADLINE_METRICS`` name.
 HEADLINE_RATES = (("accuracy", "accuracy %"), ("escape", "escape %"), ("overkill", "overkill %"))
 
 
