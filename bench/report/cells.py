@@ -182,6 +182,12 @@ def shared_settings(records: Sequence[Record], name_field: str, options_field: s
     }
 
 
+def label_free_records(records: Iterable[Record]) -> bool:
+    """Whether ``records`` (some, all) are a label-free baseline's: scored, with no class rule."""
+    records = list(records)
+    return bool(records) and all(rec.headline_rule == SCORE_RULE for rec in records)
+
+
 class Cells:
     """The ok records of one study indexed by (method label, scheme label) -> {seed: record}.
 
@@ -230,7 +236,7 @@ class Cells:
         for m in sorted({m for m, _ in self.by_cell}):
             mine = sorted((s for mm, s in self.by_cell if mm == m), key=scheme_key)
             recs = [rec for s in mine for rec in self.by_cell[(m, s)].values()]
-            if len(mine) > 1 and all(rec.headline_rule == SCORE_RULE for rec in recs):
+            if len(mine) > 1 and label_free_records(recs):
                 kept[m] = mine[0]
                 for s in mine[1:]:
                     del self.by_cell[(m, s)]

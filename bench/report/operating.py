@@ -76,10 +76,9 @@ def overkill_column(budget: float) -> str:
 
 def label_free(cells: Cells, m: str, s: str) -> bool:
     """Whether the cell is a label-free baseline (its records have no class rule)."""
-    from bench.evaluation.rules import SCORE_RULE
+    from bench.report.cells import label_free_records
 
-    recs = cells.by_cell.get((m, s), {}).values()
-    return bool(recs) and all(rec.headline_rule == SCORE_RULE for rec in recs)
+    return label_free_records(cells.by_cell.get((m, s), {}).values())
 
 
 def collapsed_text(cells: Cells, m: str, s: str) -> str:
