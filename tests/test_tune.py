@@ -479,3 +479,18 @@ def test_hyperband_stops_trials_only_at_its_rungs_and_a_tuning_keeps_its_pruner(
     capsys.readouterr()
     assert main([*args, "local", "--out", str(out), "--resume", "--pruner", "median"]) == 2
     assert "holds the tuning study of another grid" in capsys.readouterr().err
+
+
+def test_a_method_with_nothing_to_search_runs_one_trial_and_resumes_beside_the_others(tmp_path):
+    out = tmp_path / "tune"
+    args = ["tune", "--method", "classifier", "--method", "pca-gaussian", *TINY, "--out", str(out)]
+    assert main([*args, "--trials", "3"]) == 0
+    counts = {name: trial_counts(study)["counted"] for name, study in studies(out).items()}
+    assert counts == {"classifier": 3, "pca-gaussian": 1}
+    assert studies(out)["pca-gaussian"].get_trials()[0].user_attrs.get("defaults")
+    text = (out / "tuning.md").read_text()
+    assert "3 trials each; pca-gaussian: 1 (nothing to search: the defaults)" in text
+    assert main([*args, "--trials", "4", "--resume"]) == 0
+    counts = {name: trial_counts(study)["counted"] for name, study in studies(out).items()}
+    assert counts == {"classifier": 4, "pca-gaussian": 1}
+    assert set(load_grid_toml(out / "tuned.toml")["method_params"]) <= {"classifier", "pca-gaussian"}

@@ -67,9 +67,9 @@ def tune_command(args: argparse.Namespace, console: Console) -> int:
         pruner=args.pruner,
     )
     check_data(grid)
-    options = execution_options(args, tasks=config.trials * len(grid.methods))
+    options = execution_options(args, tasks=sum(config.trials_for(m) for m in grid.methods))
     console.print(
-        f"tuning {', '.join(grid.methods)}: {config.trials} trials each, {config.fits_per_trial} fit(s) per trial,"
+        f"tuning {', '.join(grid.methods)}: {config.trials} trials each{_once(config)}, {config.fits_per_trial} fit(s) per trial,"
         f" {config.describe()}; into {out}"
     )
 
@@ -89,6 +89,12 @@ def tune_command(args: argparse.Namespace, console: Console) -> int:
         return 130
     failed = _write_outputs(out, config, console)
     return 1 if failed else 0
+
+
+def _once(config: TuneConfig) -> str:
+    """The methods with nothing to search, which run one trial (their defaults), as a clause."""
+    once = [m for m in config.grid.methods if config.trials_for(m) == 1 and config.trials > 1]
+    return f" ({', '.join(once)}: 1, nothing to search)" if once else ""
 
 
 def _as_stored(grid: GridConfig, out: Path, args: argparse.Namespace, console: Console) -> GridConfig:

@@ -103,6 +103,18 @@ class TuneConfig:
         rule = f" (`{self.grid.headline_rule}`)" if self.objective != "map_at_r" else ""
         return f"{what}{rule}, {self.direction}d"
 
+    def searches(self, method: str) -> bool:
+        """Whether ``method`` has anything to search (its search space less the fixed parameters)."""
+        from methods import get_method_class
+
+        fixed = self.grid.method_params.get(method, {})
+        return any(name not in fixed for name in get_method_class(method).search_space())
+
+    def trials_for(self, method: str) -> int:
+        """The trials ``method`` needs: ``trials``, or one (its defaults) when it has nothing to
+        search, since every further trial would repeat the first."""
+        return self.trials if self.searches(method) else 1
+
     def fingerprint(self, method: str) -> dict[str, Any]:
         """What makes one method's study: a study in the tuning directory with another
         fingerprint belongs to another grid (or another pruner). Trials, methods and executors may

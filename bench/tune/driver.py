@@ -2,7 +2,8 @@
 the grid's executors (local, process-pool or Dask workers), and report each as it ends.
 
 Each task runs one trial, and a method gets ``trials`` minus its counted trials as tasks, so
-every method ends with the same number of trials however many workers run them. Tasks are
+every method ends with the same number of trials however many workers run them (a method with
+nothing to search, a label-free baseline, gets one: its defaults). Tasks are
 interleaved across methods, so an interrupted tuning has advanced every method alike.
 """
 
@@ -71,7 +72,7 @@ def _tasks(storage: Any, config: TuneConfig, options: ExecutorOptions, journal: 
         per_method.append(
             [
                 TrialTask(config, method, slot, journal, options.device)
-                for slot in range(counted, config.trials)
+                for slot in range(counted, config.trials_for(method))
             ]
         )
     longest = max((len(t) for t in per_method), default=0)

@@ -161,14 +161,21 @@ def split_text(config: TuneConfig) -> str:
 
 
 def trials_text(config: TuneConfig, summaries: list[MethodSummary]) -> str:
-    """The trials each method actually has: one number when they are equal."""
+    """The trials each method actually has: one number when they are equal; a method with
+    nothing to search and its one trial (its defaults) named apart."""
     counted = {s.method: s.counts["counted"] for s in summaries}
-    if len(set(counted.values())) <= 1:
-        each = next(iter(counted.values()), 0)
-        return f"{each} trials each" + (f" (of --trials {config.trials})" if each != config.trials else "")
+    once = [m for m, n in counted.items() if n == 1 and not config.searches(m)]
+    searched = {m: n for m, n in counted.items() if m not in once}
+    aside = f"; {', '.join(once)}: 1 (nothing to search: the defaults)" if once else ""
+    if not searched:
+        return "1 trial each (nothing to search: the defaults)"
+    if len(set(searched.values())) <= 1:
+        each = next(iter(searched.values()))
+        of = f" (of --trials {config.trials})" if each != config.trials else ""
+        return f"{each} trials each{of}{aside}"
     return (
-        ", ".join(f"{m} {n}" for m, n in counted.items())
-        + f" trials: not yet equal (of --trials {config.trials}; resume to finish)"
+        ", ".join(f"{m} {n}" for m, n in searched.items())
+        + f" trials: not yet equal (of --trials {config.trials}; resume to finish){aside}"
     )
 
 

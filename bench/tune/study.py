@@ -187,8 +187,9 @@ def _close_interrupted(study: optuna.Study) -> None:
 def check_equal_trials(storage: optuna.storages.BaseStorage, config: TuneConfig, out: Path) -> None:
     """Refuse a session that would leave the methods of ``out`` with unequal trial counts.
 
-    Every study in ``out`` must end with ``config.trials`` counted trials: none may already
-    have more, and a study of a method this command does not tune may not have fewer.
+    Every study in ``out`` must end with ``config.trials`` counted trials (one for a method with
+    nothing to search): none that searches may already have more, and a study of a method this
+    command does not tune may not have fewer.
 
     Raises:
         BenchError: naming the methods and the ``--trials`` or ``--method`` that would keep them equal.
@@ -197,7 +198,8 @@ def check_equal_trials(storage: optuna.storages.BaseStorage, config: TuneConfig,
         s.study_name: trial_counts(optuna.load_study(study_name=s.study_name, storage=storage))["counted"]
         for s in storage.get_all_studies()
     }
-    ahead = {m: n for m, n in sorted(counted.items()) if n > config.trials}
+    # A method with nothing to search may hold more trials (made before it got one): they repeat its defaults.
+    ahead = {m: n for m, n in sorted(counted.items()) if n > config.trials and config.searches(m)}
     if ahead:
         most = max(ahead.values())
         raise BenchError(
@@ -205,7 +207,9 @@ def check_equal_trials(storage: optuna.storages.BaseStorage, config: TuneConfig,
             f" {config.trials} would leave its methods with unequal budgets: resume with --trials {most}"
             " (or more) to bring every method to the same count"
         )
-    behind = {m: n for m, n in sorted(counted.items()) if m not in config.grid.methods and n < config.trials}
+    behind = {
+        m: n for m, n in sorted(counted.items()) if m not in config.grid.methods and n < config.trials_for(m)
+    }
     if behind:
         raise BenchError(
             f"{out} also tunes {', '.join(f'{m} ({n} trials)' for m, n in behind.items())}, which --trials"
