@@ -8,6 +8,7 @@ import math
 import re
 
 import pytest
+from helpers_processes import run_bench
 
 from bench.core.errors import BenchError
 from bench.core.intervals import half_width, rate_interval
@@ -296,16 +297,10 @@ def test_an_interrupted_run_resumes_into_the_same_choices(tmp_path, monkeypatch)
 
 
 def test_target_ci_runs_rounds_and_reports_them(tmp_path):
-    import subprocess
-    import sys
-
     out = tmp_path / "run"
     argv = "run --dataset digits --method classifier --scheme uniform --steps 3 --batch-images 32"
     argv = [*argv.split(), *"--target-ci 0.5 --max-seeds 4 --executor local".split()]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", *argv, "--out", str(out)], capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_bench(*argv, "--out", out, check=True)
     assert "seed round 1:" in done.stdout
     # Piped, the summary is a markdown table in percent, overkill included; so are the cell lines.
     for column in ("accuracy %", "overkill %", "target ±0.5"):  # numbers right-aligned, text left

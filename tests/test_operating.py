@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from helpers_processes import run_bench
 
 from bench.evaluation.evaluate import SCORE_RULE, evaluate
 from bench.evaluation.operating import choose_threshold, operating_metrics, rates_at
@@ -156,16 +157,10 @@ def test_a_study_with_baselines_gives_them_every_seed_and_shows_each_once(tmp_pa
     """Seeds on demand grow the trained groups; the baselines (no accuracy to target) follow the
     largest, so they pair with every method on every seed; the report shows each baseline once
     (it draws nothing, so every scheme gives it the same cell) and gives it no class rows."""
-    import subprocess
-    import sys
-
     out = tmp_path / "run"
     argv = "run --dataset inspection --quick --method classifier --method pca-gaussian --scheme uniform"
     argv = [*argv.split(), *"--scheme sqrt --target-ci 0.1 --max-seeds 4 --executor local".split()]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", *argv, "--out", str(out)], capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_bench(*argv, "--out", out, check=True)
     rows = [Record.from_dict(json.loads(line)) for line in (out / "results.jsonl").read_text().splitlines()]
     seeds: dict[tuple[str, str], set[int]] = {}
     for r in rows:

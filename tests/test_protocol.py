@@ -5,15 +5,13 @@ suggested commands running as printed, and ``--dry-run`` checking the data. Digi
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers_processes import run_bench
 
 from bench.cli import main
 from bench.grid.config import CellConfig, GridConfig
@@ -27,12 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_GRID = ["--dataset", "digits", "--steps", "20", "--batch-images", "24"]
 
 
-def bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """``python -m bench ARGS`` in a real process, as a user runs it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *args], cwd=cwd or ROOT, capture_output=True, text=True, env=env
-    )
+bench = run_bench  # ``python -m bench ARGS`` in a real process, as a user runs it
 
 
 # ----------------------------------------------------------------- item 1: tuning never scores a test image

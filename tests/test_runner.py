@@ -3,8 +3,10 @@
 import json
 import subprocess
 import sys
+from functools import partial
 
 import pytest
+from helpers_processes import run_bench
 
 from bench.cli import main
 from bench.core.errors import BenchError
@@ -15,11 +17,7 @@ from methods.base import EmbeddingMethod
 QUICK = ["--quick", "--steps", "20"]
 
 
-def bench(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+bench = partial(run_bench, check=True)
 
 
 @pytest.mark.slow

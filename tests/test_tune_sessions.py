@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers_processes import run_bench
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -28,9 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--steps", "20", "--batch-images", "24", "--tune-seeds", "1"]
 
 
-def bench(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=env)
+bench = run_bench
 
 
 def studies(out: Path) -> dict[str, optuna.Study]:
