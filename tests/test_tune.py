@@ -494,3 +494,5 @@ def test_a_method_with_nothing_to_search_runs_one_trial_and_resumes_beside_the_o
     counts = {name: trial_counts(study)["counted"] for name, study in studies(out).items()}
     assert counts == {"classifier": 4, "pca-gaussian": 1}
     assert set(load_grid_toml(out / "tuned.toml")["method_params"]) <= {"classifier", "pca-gaussian"}
+    # It trains nothing, so its trial consumed no training steps.
+    assert studies(out)["pca-gaussian"].get_trials()[0].user_attrs["steps"] == 0

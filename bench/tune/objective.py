@@ -148,7 +148,7 @@ def run_trial(
             raise Pruned(offset + exc.step, f"diverged: {exc}") from None
         finally:
             run.train_s += time.perf_counter() - started
-        run.steps += steps
+        run.steps += 0 if model.label_free else steps  # a label-free baseline trains nothing
         score = validation_score(model, train, val, config)
         if not math.isfinite(score):
             raise BenchError(f"non-finite validation score {score}")
