@@ -93,7 +93,7 @@ def tune_command(args: argparse.Namespace, console: Console) -> int:
 
 def _once(config: TuneConfig) -> str:
     """The methods with nothing to search, which run one trial (their defaults), as a clause."""
-    once = [m for m in config.grid.methods if config.trials_for(m) == 1 and config.trials > 1]
+    once = [m for m in config.grid.methods if not config.searches(m) and config.trials > 1]
     return f" ({', '.join(once)}: 1, nothing to search)" if once else ""
 
 

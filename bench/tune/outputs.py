@@ -165,16 +165,16 @@ def trials_text(config: TuneConfig, summaries: list[MethodSummary]) -> str:
     nothing to search and its one trial (its defaults) named apart."""
     counted = {s.method: s.counts["counted"] for s in summaries}
     once = [m for m, n in counted.items() if n == 1 and not config.searches(m)]
-    searched = {m: n for m, n in counted.items() if m not in once}
+    budgeted = {m: n for m, n in counted.items() if m not in once}
     aside = f"; {', '.join(once)}: 1 (nothing to search: the defaults)" if once else ""
-    if not searched:
+    if not budgeted:
         return "1 trial each (nothing to search: the defaults)"
-    if len(set(searched.values())) <= 1:
-        each = next(iter(searched.values()))
+    if len(set(budgeted.values())) <= 1:
+        each = next(iter(budgeted.values()))
         of = f" (of --trials {config.trials})" if each != config.trials else ""
         return f"{each} trials each{of}{aside}"
     return (
-        ", ".join(f"{m} {n}" for m, n in searched.items())
+        ", ".join(f"{m} {n}" for m, n in budgeted.items())
         + f" trials: not yet equal (of --trials {config.trials}; resume to finish){aside}"
     )
 
